@@ -1,0 +1,45 @@
+# Quick start (Debian / Raspberry Pi OS). Run as root to have the system packages installed,
+# otherwise the missing ones are named.
+#   make demo   set up .venv and run the demo
+#   make test   set up .venv-test and run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+TEST_VENV ?= .venv-test
+SYSTEM_PACKAGES = python3-venv ffmpeg portaudio19-dev
+
+.PHONY: demo test system-packages clean
+
+system-packages:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "please install:$$missing (sudo apt-get install$$missing)"; exit 1; fi; fi
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e ".[audio]"
+	touch $@
+
+$(TEST_VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(TEST_VENV)
+	$(TEST_VENV)/bin/pip install -q --upgrade pip
+	$(TEST_VENV)/bin/pip install -q -e ".[audio,dev]"
+	touch $@
+
+# Until the default avatar ships, `edgemate demo` says so and the pipeline is shown on
+# test fixtures (hand-wired models, clearly labelled) instead.
+demo: system-packages $(VENV)/.installed
+	@if [ -f models/avatars/default/avatar.yaml ]; then $(VENV)/bin/edgemate demo; else \
+	  $(VENV)/bin/edgemate demo || true; \
+	  echo "--- showing the pipeline on TEST FIXTURES instead ---"; \
+	  $(VENV)/bin/python -m tools.make_fixtures --out .fixtures >/dev/null && \
+	  $(VENV)/bin/edgemate demo --bundle .fixtures/avatars/fixture \
+	    --audio-model .fixtures/audio/audio_fixture.yaml; fi
+
+test: system-packages $(TEST_VENV)/.installed
+	$(TEST_VENV)/bin/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) $(TEST_VENV) .fixtures build *.egg-info

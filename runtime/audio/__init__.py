@@ -1,0 +1,1 @@
+"""Audio sources (files, stream, mic), resampling and playback."""

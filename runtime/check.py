@@ -1,0 +1,90 @@
+"""`edgemate check`: config, model files (sha256), audio source, display sink; exit 0 or 1."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Callable
+
+from .config import ConfigError, to_dict
+
+OK, WARN, FAIL = "ok", "warn", "FAIL"
+
+
+def _check_models(config, results: list) -> None:
+    from .models.ncnn_model import ModelError, load_sidecar, verify_files
+    from .render.bundle import load_bundle
+    try:
+        sidecar = load_sidecar(config.models.audio, kind="audio_model")
+        verify_files(sidecar)
+        note = " (TEST FIXTURE)" if sidecar.fixture else ""
+        results.append((OK, "audio model", f"{sidecar.path}{note}"))
+    except ModelError as err:
+        results.append((FAIL, "audio model", str(err)))
+    try:
+        bundle = load_bundle(config.avatar.bundle)
+        for path in (bundle.coarse_sidecar, bundle.fine_sidecar):
+            verify_files(load_sidecar(path))
+        note = " (TEST FIXTURE)" if bundle.fixture else ""
+        results.append((OK, "avatar", f"{bundle.path}: {bundle.frame_count} frames "
+                        f"{bundle.frame_size[0]}x{bundle.frame_size[1]}{note}"))
+    except ModelError as err:
+        results.append((FAIL, "avatar", str(err)))
+
+
+def _check_source(config, results: list) -> None:
+    audio = config.audio
+    if audio.source == "files":
+        from .audio.wav import WavError, read_info
+        if not audio.files.playlist:
+            results.append((WARN, "audio source", "files: the playlist is empty (the avatar idles)"))
+        for item in audio.files.playlist:
+            try:
+                info = read_info(item)
+                results.append((OK, "audio file", f"{item}: {info}"))
+            except (WavError, OSError) as err:
+                # The appliance skips bad items: a warning, not a failure.
+                results.append((WARN, "audio file", f"{item}: {err} (will be skipped)"))
+    elif audio.source == "stream":
+        folder = audio.stream.socket.parent
+        state = OK if os.access(folder, os.W_OK) else FAIL
+        results.append((state, "audio source", f"stream: socket {audio.stream.socket}"
+                        + ("" if state == OK else f" (cannot write to {folder})")))
+    elif audio.source == "mic":
+        from .devices import find_input_device
+        state, message = find_input_device(audio.mic.device)
+        results.append((OK if state else FAIL, "audio source", f"mic: {message}"))
+
+
+def _check_display(config, results: list) -> None:
+    display = config.display
+    if display.sink == "record" or display.fallback == "record":
+        from .display.record import find_ffmpeg
+        from .display.sink import DisplayError
+        try:
+            results.append((OK, "ffmpeg", find_ffmpeg(display.record.ffmpeg)))
+        except DisplayError as err:
+            results.append((FAIL if display.sink == "record" else WARN, "ffmpeg", str(err)))
+
+
+def run_check(args: argparse.Namespace, load: Callable) -> int:
+    results: list[tuple[str, str, str]] = []
+    try:
+        config = load(args)
+    except ConfigError as err:
+        results += [(FAIL, "config", message) for message in err.messages]
+        config = None
+    if config is not None:
+        results.append((OK, "config", " + ".join(str(p) for p in config.sources)))
+        _check_models(config, results)
+        _check_source(config, results)
+        _check_display(config, results)
+    ok = all(state != FAIL for state, _, _ in results)
+    if args.json:
+        print(json.dumps({"ok": ok, "results": [{"state": s, "item": i, "message": m}
+                                                for s, i, m in results],
+                          "config": to_dict(config) if config else None}, indent=2))
+    else:
+        for state, item, message in results:
+            print(f"{state:<5} {item:<13} {message}")
+    return 0 if ok else 1

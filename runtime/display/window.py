@@ -1,0 +1,275 @@
+"""WindowSink: frames on screen through pygame-ce (a desktop window, or the whole screen).
+
+The frame lives in a streaming SDL texture; SDL's renderer scales it to the window on the
+GPU (letterboxed, linear filtering), so the CPU only ever touches the dirty region: one
+region copy into a persistent Surface and one partial texture upload per frame.
+The same code drives a desktop (x11, wayland, macOS), a console kiosk (kmsdrm) and the
+headless test driver (dummy).
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+
+from runtime.display.sink import DisplayError, DisplaySink
+
+log = logging.getLogger(__name__)
+
+#: Values of display.driver; "auto" leaves the choice to SDL (and to $SDL_VIDEODRIVER).
+DRIVERS = ("auto", "x11", "wayland", "kmsdrm", "dummy")
+#: A window that would not fit the desktop is shrunk to this share of it.
+_DESKTOP_SHARE = 0.9
+_BLACK = (0, 0, 0, 255)
+#: SDL drivers that show nothing; "auto" must not settle for them.
+_INVISIBLE = ("offscreen", "dummy")
+
+
+def letterbox(frame_size: tuple[int, int], out_size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """(x, y, w, h) of the largest box with the frame's aspect ratio, centred in out_size."""
+    fw, fh = frame_size
+    ow, oh = out_size
+    scale = min(ow / fw, oh / fh)
+    w = max(1, min(ow, round(fw * scale)))
+    h = max(1, min(oh, round(fh * scale)))
+    return (ow - w) // 2, (oh - h) // 2, w, h
+
+
+def fit_window(frame_size: tuple[int, int], desktop: tuple[int, int] | None) -> tuple[int, int]:
+    """Window size for window_size: null: the frame size, shrunk to fit the desktop."""
+    if desktop is None or (frame_size[0] <= desktop[0] and frame_size[1] <= desktop[1]):
+        return frame_size
+    limit = (int(desktop[0] * _DESKTOP_SHARE), int(desktop[1] * _DESKTOP_SHARE))
+    _, _, w, h = letterbox(frame_size, limit)
+    return w, h
+
+
+def clip_box(box: tuple[int, int, int, int] | None,
+             frame_size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The dirty box clipped to the frame; None means the whole frame. May be empty (w or h 0)."""
+    fw, fh = frame_size
+    if box is None:
+        return 0, 0, fw, fh
+    x, y, w, h = (int(v) for v in box)
+    x0, y0 = max(0, x), max(0, y)
+    x1, y1 = min(fw, x + w), min(fh, y + h)
+    return x0, y0, max(0, x1 - x0), max(0, y1 - y0)
+
+
+def _import_pygame():
+    # pygame prints a banner on import unless told not to; the journal does not need it.
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+    try:
+        import pygame
+        from pygame._sdl2 import video
+    except ImportError as exc:
+        raise DisplayError(f"no display (pygame is not installed: pip install pygame-ce; {exc})") from None
+    return pygame, video
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split()) or "unknown SDL error"
+
+
+class WindowSink(DisplaySink):
+    """A window (or the whole screen) showing the frames, letterboxed to keep the aspect ratio.
+
+    fullscreen: fill the desktop and hide the pointer (kmsdrm is always fullscreen: a console
+    has no desktop). driver: SDL video driver, one of DRIVERS. window_size: (width, height)
+    of the window, or None for the frame size (shrunk to fit the desktop).
+    """
+
+    name = "window"
+
+    def __init__(self, fullscreen: bool = False, driver: str = "auto",
+                 window_size: tuple[int, int] | None = None, title: str = "EdgeMate") -> None:
+        if driver not in DRIVERS:
+            raise ValueError(f"display driver {driver!r}: allowed are {', '.join(DRIVERS)}")
+        if window_size is not None and (len(window_size) != 2 or min(window_size) < 1):
+            raise ValueError(f"window_size {window_size!r}: need [width, height], both >= 1")
+        self.fullscreen = bool(fullscreen) or driver == "kmsdrm"
+        self.driver = driver
+        self.window_size = None if window_size is None else (int(window_size[0]), int(window_size[1]))
+        self.title = title
+        self.frame_size: tuple[int, int] | None = None
+        self.frame_count = 0
+        self._pg = None
+        self._window = None
+        self._renderer = None
+        self._texture = None
+        self._surface = None
+        self._scratch: np.ndarray | None = None
+        self._dst: tuple[int, int, int, int] = (0, 0, 0, 0)
+        self._env_before: str | None = None
+        self._env_set = False
+        self._we_initialised = False
+
+    # -- open / close -------------------------------------------------------------------
+
+    def open(self, frame_size: tuple[int, int]) -> None:
+        if self._window is not None:
+            raise DisplayError("window sink is already open")
+        fw, fh = int(frame_size[0]), int(frame_size[1])
+        if fw < 1 or fh < 1:
+            raise DisplayError(f"window sink: bad frame size {fw}x{fh}")
+        pg, video = _import_pygame()
+        self._pg = pg
+        self._set_driver()
+        try:
+            self._create(pg, video, (fw, fh))
+        except (pg.error, OSError, ValueError) as exc:
+            self._teardown()
+            raise DisplayError(f"no display (SDL driver {self.driver}: {_one_line(exc)})") from None
+        log.info("window open: SDL driver %s, window %dx%d%s, frame %dx%d shown at %s",
+                 pg.display.get_driver(), *self._window.size,
+                 " fullscreen" if self.fullscreen else "", fw, fh, self._dst)
+
+    def _set_driver(self) -> None:
+        """Point SDL at the configured driver; it reads $SDL_VIDEODRIVER at display.init()."""
+        if self.driver == "auto":
+            return
+        self._env_before = os.environ.get("SDL_VIDEODRIVER")
+        os.environ["SDL_VIDEODRIVER"] = self.driver
+        self._env_set = True
+
+    def _create(self, pg, video, frame_size: tuple[int, int]) -> None:
+        if pg.display.get_init() and self.driver != "auto" and pg.display.get_driver() != self.driver:
+            # An earlier user initialised another driver; SDL only switches on a fresh init.
+            pg.display.quit()
+        if not pg.display.get_init():
+            pg.display.init()
+            self._we_initialised = True
+        chosen = pg.display.get_driver()
+        if self.driver == "auto" and chosen in _INVISIBLE and "SDL_VIDEODRIVER" not in os.environ:
+            # SDL falls back to an invisible driver when it finds no screen: that is "no
+            # display" for us, so the configured fallback (e.g. record) takes over.
+            raise ValueError(f"no screen found, SDL would fall back to its {chosen} driver")
+        desktops = pg.display.get_desktop_sizes()
+        desktop = tuple(desktops[0]) if desktops else None
+        if self.fullscreen:
+            # The desktop's own mode, as set_mode((0, 0), FULLSCREEN) would pick: no mode switch.
+            self._window = pg.Window(self.title, size=desktop or frame_size, fullscreen_desktop=True)
+            pg.mouse.set_visible(False)
+        else:
+            size = self.window_size or fit_window(frame_size, desktop)
+            self._window = pg.Window(self.title, size=size, position=pg.WINDOWPOS_CENTERED,
+                                     resizable=True)
+        self._renderer = video.Renderer(self._window)
+        self._texture = video.Texture(self._renderer, frame_size, streaming=True,
+                                      scale_quality=video.SCALEQUALITY_LINEAR)
+        # The surface carries an alpha byte to match the texture's ARGB8888 format (no
+        # conversion on upload); blending is off so that byte is never used.
+        self._texture.blend_mode = 0
+        self._surface = pg.Surface(frame_size, pg.SRCALPHA, 32)
+        self._surface.fill(_BLACK)
+        self._scratch = np.empty(frame_size[0] * frame_size[1] * 3, np.uint8)
+        self.frame_size = frame_size
+        self.frame_count = 0
+        self._dst = letterbox(frame_size, self._window.size)
+        self._upload((0, 0, *frame_size))
+        self._render()
+
+    def close(self) -> str | None:
+        if self._pg is None:
+            return None
+        log.debug("window closed after %d frames", self.frame_count)
+        self._teardown()
+        return None
+
+    def _teardown(self) -> None:
+        pg = self._pg
+        self._texture = None
+        self._renderer = None
+        self._surface = None
+        if self._window is not None:
+            try:
+                self._window.destroy()
+            except pg.error:
+                pass
+            self._window = None
+        if pg is not None and self._we_initialised:
+            pg.display.quit()  # also brings the pointer back
+        self._we_initialised = False
+        if self._env_set:
+            # Give the environment back so a later sink (or child process) sees the old value.
+            if self._env_before is None:
+                os.environ.pop("SDL_VIDEODRIVER", None)
+            else:
+                os.environ["SDL_VIDEODRIVER"] = self._env_before
+            self._env_set = False
+        self._pg = None
+
+    # -- per frame ----------------------------------------------------------------------
+
+    def present(self, frame: np.ndarray, index: int,
+                dirty: tuple[int, int, int, int] | None = None) -> None:
+        if self._window is None:
+            raise DisplayError("window sink is not open")
+        fw, fh = self.frame_size
+        if frame.shape != (fh, fw, 3) or frame.dtype != np.uint8:
+            raise ValueError(f"frame {frame.shape} {frame.dtype}: expected ({fh}, {fw}, 3) uint8")
+        box = clip_box(dirty, self.frame_size)
+        x, y, w, h = box
+        if w == 0 or h == 0:
+            return  # nothing changed: the screen already shows this frame
+        if w == fw and h == fh and frame.flags.c_contiguous:
+            region = frame
+        else:
+            # frombuffer needs contiguous rows; a slice of the preallocated scratch avoids
+            # a new array per frame.
+            region = self._scratch[: w * h * 3].reshape(h, w, 3)
+            np.copyto(region, frame[y:y + h, x:x + w])
+        pg = self._pg
+        try:
+            self._surface.blit(pg.image.frombuffer(region, (w, h), "RGB"), (x, y))
+            self._upload(box)
+            self._render()
+        except pg.error as exc:
+            raise DisplayError(f"window: SDL error while drawing: {_one_line(exc)}") from None
+        self.frame_count += 1
+
+    def _upload(self, box: tuple[int, int, int, int]) -> None:
+        # A subsurface shares the parent's pixels and pitch: SDL uploads just that box.
+        self._texture.update(self._surface.subsurface(box), box)
+
+    def _render(self, show: bool = True) -> None:
+        self._renderer.draw_color = _BLACK
+        self._renderer.clear()  # the letterbox bars
+        self._texture.draw(dstrect=self._dst)
+        if show:
+            self._renderer.present()
+
+    def poll_quit(self) -> bool:
+        if self._window is None:
+            return False
+        pg = self._pg
+        wanted = False
+        for event in pg.event.get():
+            if event.type in (pg.QUIT, pg.WINDOWCLOSE):
+                wanted = True
+            elif event.type == pg.KEYDOWN and event.key in (pg.K_ESCAPE, pg.K_q):
+                wanted = True
+            elif event.type in (pg.WINDOWSIZECHANGED, pg.WINDOWRESIZED):
+                self._dst = letterbox(self.frame_size, self._window.size)
+                self._render()
+            elif event.type in (pg.RENDER_TARGETS_RESET, pg.RENDER_DEVICE_RESET):
+                # Some backends (Direct3D, lost GL contexts) drop texture contents: re-upload.
+                self._upload((0, 0, *self.frame_size))
+                self._render()
+        return wanted
+
+    @property
+    def shown_at(self) -> tuple[int, int, int, int]:
+        """Where the frame is drawn in the window, (x, y, w, h) in window pixels."""
+        return self._dst
+
+    def screenshot(self) -> np.ndarray:
+        """The window's current pixels as (H, W, 3) uint8 RGB (for tests and `edgemate check`)."""
+        if self._window is None:
+            raise DisplayError("window sink is not open")
+        # Read the back buffer before present(): after it, its contents are undefined.
+        self._render(show=False)
+        surf = self._renderer.to_surface()
+        self._renderer.present()
+        return self._pg.surfarray.array3d(surf).transpose(1, 0, 2).copy()

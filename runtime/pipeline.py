@@ -1,0 +1,240 @@
+"""The appliance: wires source, ingest, audio model, scheduler, renderer, compositor, sink.
+
+    audio source -> ingest (16 kHz timeline, speaker, fbank, audio model) -> mouth track
+    clock -> scheduler -> track.get(k) -> renderer(level) -> compositor -> display sink
+
+Hardware comes from factory methods (`_make_source`, `_make_sink`, `_make_speaker`) that
+tests override with fakes.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
+from .audio.ingest import Ingest, IngestSettings
+from .audio.source import AudioSource
+from .audio.timeline import Timeline
+from .clock import CaptureClock, MonotonicClock, PlaybackClock
+from .config_schema import Config
+from .display.sink import DisplaySink
+from .models.audio_model import AudioModel
+from .mouth import MouthAnalyzer, MouthTrack
+from .quality import FixedQuality, QualityPolicy
+from .render.bundle import AvatarBundle, load_bundle
+from .render.compositor import Compositor
+from .render.renderer import NcnnRenderer, Quality, Renderer
+from .scheduler import FrameScheduler
+from .stage_timer import StageTimer
+
+log = logging.getLogger(__name__)
+
+
+class ApplianceError(Exception):
+    """Cannot start or go on; `exit_code` 78 (EX_CONFIG) for bad config/models, else 1."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass
+class RunReport:
+    frames_shown: int = 0
+    frames_dropped: int = 0
+    max_av_offset_ms: float = 0.0
+    start_to_first_frame_s: float | None = None
+    wall_s: float = 0.0
+    sink_note: str | None = None
+    levels: dict[str, int] = field(default_factory=dict)
+
+
+class Appliance:
+    def __init__(self, config: Config, *, started_at: float | None = None):
+        self.config = config
+        self.started_at = time.monotonic() if started_at is None else started_at
+        self.timer = StageTimer()
+        self.track = MouthTrack()
+        self.timeline = Timeline()
+        self._stop = threading.Event()
+        self.report = RunReport()
+        self.bundle: AvatarBundle | None = None
+        self.sink: DisplaySink | None = None
+        self.ingest: Ingest | None = None
+        self.speaker = None
+        self.clock = None
+
+    # -- factories (tests override) -----------------------------------------------------
+    def _make_source(self) -> AudioSource:
+        from .sources import make_source
+        return make_source(self.config.audio)
+
+    def _make_speaker(self):
+        from .audio.playback import Player
+        pb = self.config.audio.playback
+        return Player(device=pb.device, extra_latency_ms=pb.extra_latency_ms)
+
+    def _make_sink(self) -> tuple[DisplaySink, str | None]:
+        from .sinks import open_sink
+        return open_sink(self.config.display, self.bundle.frame_size)
+
+    def _make_renderer(self) -> Renderer:
+        return NcnnRenderer(self.bundle, self.config.models.threads, self.config.models.vulkan,
+                            self.timer)
+
+    def _make_quality(self) -> QualityPolicy:
+        return FixedQuality(Quality.parse(self.config.render.quality))
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def load(self) -> None:
+        """Models and bundle: any problem here is a config problem (exit 78)."""
+        from .models.ncnn_model import ModelError
+        cfg = self.config
+        try:
+            self.bundle = load_bundle(cfg.avatar.bundle)
+            audio_model = AudioModel(cfg.models.audio, cfg.models.threads, cfg.models.vulkan)
+            self.renderer = self._make_renderer()
+        except ModelError as err:
+            raise ApplianceError(str(err), exit_code=78) from None
+        if self.bundle.fixture:
+            log.warning("avatar bundle %s is a TEST FIXTURE, not a product avatar", self.bundle.path)
+        self.analyzer = MouthAnalyzer(audio_model, self.track, self.timer)
+        self.compositor = Compositor(self.bundle.mask)
+        self.quality = self._make_quality()
+
+    def open(self) -> None:
+        from .audio.source import AudioSourceError
+        from .display.sink import DisplayError
+        cfg = self.config
+        self.source = self._make_source()
+        try:
+            self.source.open()
+        except AudioSourceError as err:
+            raise ApplianceError(f"audio source '{cfg.audio.source}': {err}") from None
+        if cfg.audio.playback.enabled:
+            self.speaker = self._make_speaker()
+            try:
+                self.speaker.open()
+                self.clock = PlaybackClock(self.speaker.position_samples)
+            except AudioSourceError as err:
+                log.warning("speaker unavailable (%s): picture follows a monotonic clock", err)
+                self.speaker = None
+        if self.clock is None and self.source.live:
+            delay = self.analyzer.latency_s + 2 * SAMPLES_PER_FRAME / SAMPLE_RATE
+            self.clock = CaptureClock(self.timeline.written, delay_s=delay)
+        if self.clock is None:
+            self.clock = MonotonicClock()
+        lead = max(cfg.audio.lead_ms / 1000, self.analyzer.latency_s + 0.08)
+        self.ingest = Ingest(self.source, self.clock.now_s, self.timeline, self.analyzer,
+                             IngestSettings(lead_s=lead, silence_lead_s=self.analyzer.latency_s + 0.06),
+                             speaker=self.speaker)
+        try:
+            self.sink, self.report.sink_note = self._make_sink()
+        except DisplayError as err:
+            raise ApplianceError(f"display: {err}") from None
+        log.info("clock: %s; source: %s; sink: %s; quality: %s", self.clock.name,
+                 cfg.audio.source, self.sink.name, self.quality.level().label)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def barge_in(self) -> None:
+        """Stop speaking now: flush source, timeline, speaker, features, model, track."""
+        if self.ingest is not None:
+            self.ingest.barge_in(int(self.clock.now_s() * SAMPLE_RATE))
+
+    def close(self) -> None:
+        if self.ingest is not None:
+            self.ingest.stop()
+        for part in (self.source if hasattr(self, "source") else None, self.speaker):
+            if part is not None:
+                try:
+                    part.close()
+                except Exception:  # closing must never hide the reason we stopped
+                    log.exception("closing %s failed", type(part).__name__)
+        if self.sink is not None:
+            note = self.sink.close()
+            if note:
+                self.report.sink_note = note
+            self.sink = None
+
+    # -- the frame loop -------------------------------------------------------------------
+    def run(self) -> RunReport:
+        """Blocks until stopped, the duration passes, or a non-looping playlist ends."""
+        cfg, bundle = self.config, self.bundle
+        scheduler = FrameScheduler(self.clock.now_s)
+        duration = cfg.run.duration_s
+        fed_audio = 0
+        feed_audio = getattr(self.sink, "feed_audio", None)
+        self.ingest.start()
+        run_start = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                if self.ingest.error:
+                    raise ApplianceError(self.ingest.error)
+                frame = scheduler.next_frame()
+                audio_pos = frame * SAMPLES_PER_FRAME
+                if duration is not None and audio_pos >= duration * SAMPLE_RATE:
+                    break
+                ended = self.ingest.ended_at
+                if ended is not None and cfg.audio.files.on_end == "exit" and audio_pos >= ended:
+                    break
+                started = time.perf_counter()
+                level = self.quality.level()
+                index = frame % bundle.frame_count
+                crop = self.renderer.render(self.track.get(frame), index, level)
+                with self.timer.measure("composite"):
+                    x, y = bundle.crop_boxes[index]
+                    image, dirty = self.compositor.composite(bundle.frames[index], crop, int(x), int(y))
+                offset = scheduler.present_at(frame)
+                with self.timer.measure("present"):
+                    if feed_audio is not None:
+                        upto = (frame + 1) * SAMPLES_PER_FRAME
+                        feed_audio(self.timeline.read(fed_audio, upto))
+                        fed_audio = upto
+                    self.sink.present(image, frame, dirty)
+                scheduler.shown(frame, offset)
+                self.quality.observe(time.perf_counter() - started, scheduler.stats.dropped)
+                self.report.levels[level.label] = self.report.levels.get(level.label, 0) + 1
+                if self.report.start_to_first_frame_s is None:
+                    self.report.start_to_first_frame_s = time.monotonic() - self.started_at
+                    self.on_first_frame()
+                if self.sink.poll_quit():
+                    log.info("quit requested from the display")
+                    break
+        finally:
+            stats = scheduler.stats
+            self.report.frames_shown = stats.shown
+            self.report.frames_dropped = stats.dropped
+            self.report.max_av_offset_ms = round(stats.max_av_offset_s * 1000, 2)
+            self.report.wall_s = time.monotonic() - run_start
+            self.scheduler_stats = stats
+        return self.report
+
+    def on_first_frame(self) -> None:
+        """Hook: the service layer sends READY=1 here."""
+
+    def status(self) -> dict:
+        stats = getattr(self, "scheduler_stats", None)
+        return {"source": self.source.status() if hasattr(self, "source") else None,
+                "level": self.quality.level().label if hasattr(self, "quality") else None,
+                "clock": getattr(self.clock, "name", None),
+                "frames_shown": self.report.frames_shown, "dropped": self.report.frames_dropped,
+                "stats": None if stats is None else vars(stats)}
+
+
+def run_appliance(config: Config) -> tuple[int, RunReport | None]:
+    """Load, open, run, close; returns (exit code, report). Raises nothing for user errors."""
+    appliance = Appliance(config)
+    try:
+        appliance.load()
+        appliance.open()
+        report = appliance.run()
+        return 0, report
+    finally:
+        appliance.close()

@@ -1,0 +1,1 @@
+"""Rendering: template frames, neural mouth stages and the compositor."""

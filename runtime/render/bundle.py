@@ -1,0 +1,141 @@
+"""Avatar bundles: avatar.yaml + template loop + crop placement + blend mask + stage models.
+
+avatar.yaml (schema 1):
+    name, fixture (true only for test fixtures), fps (25), frame_size [W, H]
+    template.frames   (N, H, W, 3) uint8 .npy (memory-mapped), or an image pattern
+                      like "frames/%04d.png" decoded once at load
+    template.count    N, the loop length in frames (the loop must be seamless)
+    template.crop_boxes  (N, 2) int .npy: top-left x, y of the mouth box in each frame
+    template.sha256   {file: hex} for the template files (verified at load)
+    box_size          side of the mouth box in frame pixels
+    crop_size         fine-stage resolution; coarse_size: coarse-stage resolution
+    mask              {feather_px: n} (a feathered rounded box) or {file: mask.npy} (h, w) in [0, 1]
+    models            {coarse: coarse.yaml, fine: fine.yaml} (model sidecars, sha256 inside)
+    calibration       {open_scale: 1.0}: how far "open = 1" opens this face
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from ..models.ncnn_model import ModelError, load_sidecar, sha256_file
+from .compositor import soft_mask
+
+log = logging.getLogger(__name__)
+
+BUNDLE_SCHEMA = 1
+
+
+class BundleError(ModelError):
+    """The bundle cannot be used; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class AvatarBundle:
+    path: Path
+    name: str
+    fixture: bool
+    frame_size: tuple[int, int]  # (width, height)
+    frames: np.ndarray  # (N, H, W, 3) uint8, possibly memory-mapped
+    crop_boxes: np.ndarray  # (N, 2) int: top-left x, y of the mouth box
+    box_size: int
+    crop_size: int
+    coarse_size: int
+    mask: np.ndarray  # (box_size, box_size) float32 in [0, 1]
+    coarse_sidecar: Path
+    fine_sidecar: Path
+    open_scale: float
+
+    @property
+    def frame_count(self) -> int:
+        return int(self.frames.shape[0])
+
+
+def _get(doc: Any, dotted: str, where: Path, kinds: type | tuple[type, ...]) -> Any:
+    node = doc
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise BundleError(f"{where}: {dotted}: missing")
+        node = node[part]
+    if isinstance(node, bool) or not isinstance(node, kinds):  # no bundle key is a bool
+        raise BundleError(f"{where}: {dotted}: wrong type (got {node!r})")
+    return node
+
+
+def _load_frames(bundle_dir: Path, spec: str, count: int, where: Path) -> np.ndarray:
+    path = bundle_dir / spec
+    if spec.endswith(".npy"):
+        try:
+            frames = np.load(path, mmap_mode="r")
+        except (OSError, ValueError) as err:
+            raise BundleError(f"{path}: cannot read template frames: {err}") from None
+    else:
+        import pygame  # decodes PNG/JPEG; a runtime dependency anyway (display)
+
+        images = []
+        for index in range(count):
+            file = bundle_dir / (spec % index)
+            try:
+                surface = pygame.image.load(str(file))
+            except (pygame.error, FileNotFoundError) as err:
+                raise BundleError(f"{file}: cannot read template frame: {err}") from None
+            images.append(pygame.surfarray.array3d(surface).transpose(1, 0, 2))
+        frames = np.stack(images)
+    if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8 or len(frames) != count:
+        raise BundleError(f"{where}: template.frames: must be {count} frames of HxWx3 uint8 "
+                          f"(got shape {frames.shape}, {frames.dtype})")
+    return frames
+
+
+def load_bundle(bundle_dir: Path) -> AvatarBundle:
+    bundle_dir = Path(bundle_dir)
+    where = bundle_dir / "avatar.yaml"
+    if not where.is_file():
+        raise BundleError(f"{where}: avatar bundle not found")
+    try:
+        doc = yaml.safe_load(where.read_text())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as err:
+        raise BundleError(f"{where}: cannot read: {str(err).splitlines()[0]}") from None
+    if not isinstance(doc, dict) or doc.get("schema") != BUNDLE_SCHEMA:
+        raise BundleError(f"{where}: schema: must be {BUNDLE_SCHEMA}")
+    if _get(doc, "fps", where, int) != 25:
+        raise BundleError(f"{where}: fps: must be 25")
+    for name, digest in (_get(doc, "template.sha256", where, dict)).items():
+        actual = sha256_file(bundle_dir / name) if (bundle_dir / name).is_file() else "missing file"
+        if actual != str(digest):
+            raise BundleError(f"{bundle_dir / name}: sha256 mismatch: expected {digest}, got {actual}")
+    size = _get(doc, "frame_size", where, list)
+    if len(size) != 2 or not all(isinstance(v, int) and v > 0 for v in size):
+        raise BundleError(f"{where}: frame_size: must be [width, height] (got {size!r})")
+    width, height = size
+    count = _get(doc, "template.count", where, int)
+    frames = _load_frames(bundle_dir, _get(doc, "template.frames", where, str), count, where)
+    if frames.shape[1:3] != (height, width):
+        raise BundleError(f"{where}: frame_size: {width}x{height} but frames are "
+                          f"{frames.shape[2]}x{frames.shape[1]}")
+    boxes = np.load(bundle_dir / _get(doc, "template.crop_boxes", where, str)).astype(np.int64)
+    if boxes.shape != (count, 2):
+        raise BundleError(f"{where}: template.crop_boxes: must be ({count}, 2) (got {boxes.shape})")
+    box = _get(doc, "box_size", where, int)
+    mask_spec = _get(doc, "mask", where, dict)
+    if "file" in mask_spec:
+        mask = np.load(bundle_dir / str(mask_spec["file"])).astype(np.float32)
+    else:
+        mask = soft_mask(box, box, int(mask_spec.get("feather_px", max(2, box // 8))))
+    if mask.shape != (box, box):
+        raise BundleError(f"{where}: mask: must be {box}x{box} (got {mask.shape})")
+    models = _get(doc, "models", where, dict)
+    coarse, fine = (bundle_dir / str(models.get(k, "")) for k in ("coarse", "fine"))
+    for sidecar, kind in ((coarse, "coarse"), (fine, "fine")):
+        load_sidecar(sidecar, kind=kind)  # fail early with the sidecar's own message
+    return AvatarBundle(
+        path=bundle_dir, name=str(doc.get("name", bundle_dir.name)), fixture=bool(doc.get("fixture")),
+        frame_size=(int(width), int(height)), frames=frames, crop_boxes=boxes, box_size=box,
+        crop_size=_get(doc, "crop_size", where, int), coarse_size=_get(doc, "coarse_size", where, int),
+        mask=mask, coarse_sidecar=coarse, fine_sidecar=fine,
+        open_scale=float((doc.get("calibration") or {}).get("open_scale", 1.0)))

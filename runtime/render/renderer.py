@@ -1,0 +1,102 @@
+"""The renderer seam: mouth parameters + template frame index -> mouth crop.
+
+Quality levels (DESIGN.md): FULL = coarse + fine stage, COARSE = coarse stage only (scaled
+to the crop), PASS = no neural render (the template frame is shown as is). The governor
+picks the level per frame; any renderer honours all three.
+"""
+from __future__ import annotations
+
+import enum
+import logging
+from typing import Protocol
+
+import numpy as np
+
+from ..models.ncnn_model import NcnnModel, load_sidecar
+from ..stage_timer import StageTimer
+from .bundle import AvatarBundle
+from .resize import resize_chw
+
+log = logging.getLogger(__name__)
+
+#: Parameters below this everywhere count as "mouth at rest": the template is shown untouched,
+#: so silence looks exactly like the template and costs nothing.
+REST_EPSILON = 1e-3
+
+
+class Quality(enum.IntEnum):
+    PASS = 0
+    COARSE = 1
+    FULL = 2
+
+    @classmethod
+    def parse(cls, name: str) -> Quality:
+        return cls[name.upper()]
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class Renderer(Protocol):
+    def render(self, params: np.ndarray, template_index: int, level: Quality) -> np.ndarray | None:
+        """A (box, box, 3) uint8 crop for the template frame's mouth box, or None = as is."""
+
+
+class PassRenderer:
+    """Shows the template only; what a bundle without models or a PASS level looks like."""
+
+    def render(self, params: np.ndarray, template_index: int, level: Quality) -> np.ndarray | None:
+        return None
+
+
+class NcnnRenderer:
+    """Runs a bundle's coarse and fine ncnn stages on the current template frame's crop."""
+
+    def __init__(self, bundle: AvatarBundle, threads: int = 1, vulkan: bool = False,
+                 timer: StageTimer | None = None):
+        self.bundle = bundle
+        self.timer = timer or StageTimer()
+        self.coarse = NcnnModel(load_sidecar(bundle.coarse_sidecar, "coarse"), threads, vulkan)
+        self.fine = NcnnModel(load_sidecar(bundle.fine_sidecar, "fine"), threads, vulkan)
+        # Template crops as model inputs, made once per loop frame (the loop repeats, so the
+        # frame path never re-crops or re-scales the template).
+        self._inputs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _template_inputs(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        cached = self._inputs.get(index)
+        if cached is None:
+            b = self.bundle
+            x, y = (int(v) for v in b.crop_boxes[index])
+            box = _crop_clamped(b.frames[index], x, y, b.box_size).astype(np.float32)
+            chw = np.ascontiguousarray(box.transpose(2, 0, 1)) * np.float32(1 / 255)
+            cached = (resize_chw(chw, b.coarse_size, b.coarse_size),
+                      resize_chw(chw, b.crop_size, b.crop_size))
+            self._inputs[index] = cached
+        return cached
+
+    def render(self, params: np.ndarray, template_index: int, level: Quality) -> np.ndarray | None:
+        if level == Quality.PASS or float(np.max(params)) < REST_EPSILON:
+            return None
+        params = params.astype(np.float32, copy=True)
+        params[0] = min(1.0, params[0] * self.bundle.open_scale)
+        coarse_in, fine_in = self._template_inputs(template_index)
+        with self.timer.measure("coarse"):
+            image = self.coarse.run({"template_crop": coarse_in, "params": params}, ("image",))["image"]
+        if level == Quality.FULL:
+            with self.timer.measure("fine"):
+                image = self.fine.run({"coarse_image": image, "template_crop": fine_in,
+                                       "params": params}, ("image",))["image"]
+        side = self.bundle.box_size
+        image = resize_chw(image.reshape(3, *image.shape[-2:]), side, side)
+        return (np.clip(image.transpose(1, 2, 0), 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+
+
+def _crop_clamped(frame: np.ndarray, x: int, y: int, size: int) -> np.ndarray:
+    """The size x size box at (x, y), edge-padded where it leaves the frame."""
+    h, w = frame.shape[:2]
+    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + size, w), min(y + size, h)
+    crop = np.asarray(frame[y0:y1, x0:x1])
+    if crop.shape[:2] == (size, size):
+        return crop
+    return np.pad(crop, ((y0 - y, y + size - y1), (x0 - x, x + size - x1), (0, 0)), mode="edge")

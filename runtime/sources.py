@@ -1,0 +1,25 @@
+"""Config -> audio source."""
+from __future__ import annotations
+
+from .audio.source import AudioSource
+from .config_schema import AudioConfig
+
+
+def make_source(audio: AudioConfig) -> AudioSource:
+    if audio.source == "files":
+        from .audio.files import FilesSource
+        f = audio.files
+        return FilesSource(playlist=f.playlist, loop=f.loop, gap_s=f.gap_s)
+    if audio.source == "stream":
+        from .audio.stream import StreamSource
+        s = audio.stream
+        return StreamSource(socket_path=s.socket, socket_mode=s.socket_mode, raw_rate=s.raw_rate,
+                            raw_format=s.raw_format, raw_channels=s.raw_channels,
+                            prebuffer_ms=s.prebuffer_ms, max_buffer_s=s.max_buffer_s)
+    if audio.source == "mic":
+        from .audio.mic import MicSource
+        m = audio.mic
+        return MicSource(device=m.device, rate=m.rate, channels=m.channels, chunk_ms=m.chunk_ms,
+                         stall_timeout_s=m.stall_timeout_s, reopen_backoff_s=m.reopen_backoff_s,
+                         reopen_backoff_max_s=m.reopen_backoff_max_s)
+    raise ValueError(f"unknown audio source {audio.source!r}")  # the config validator prevents this

@@ -1,0 +1,1 @@
+"""Offline tools: fixtures, corpus synthesis, training, export, benchmarks (may need torch)."""
