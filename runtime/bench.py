@@ -31,10 +31,11 @@ def speech_like(seconds: float, seed: int = 0) -> np.ndarray:
     t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
     f0 = 120 + 20 * np.sin(2 * np.pi * 0.3 * t)
     phase = 2 * np.pi * np.cumsum(f0) / SAMPLE_RATE
-    voice = sum(np.sin(k * phase) / k for k in range(1, 12))
+    voice = sum(np.sin(k * phase) / k for k in range(1, 40))
+    breath = rng.normal(0, 0.3, t.size)  # broadband, like fricatives: fills the upper mel bins
     syllables = 0.5 + 0.5 * np.sin(2 * np.pi * 4.0 * t + rng.uniform(0, 6))
     phrases = (np.sin(2 * np.pi * 0.25 * t) > -0.3).astype(np.float32)  # pauses between phrases
-    return (0.25 * voice * syllables * phrases).astype(np.float32)
+    return np.clip(0.3 * (voice + breath) * syllables * phrases, -1, 1).astype(np.float32)
 
 
 def _peak_rss_mb() -> float:
@@ -57,7 +58,7 @@ def _uncapped_fps(appliance, level, frames: int) -> float:
         index = k % bundle.frame_count
         crop = appliance.renderer.render(params[k], index, level)
         x, y = bundle.crop_boxes[index]
-        image, dirty = appliance.compositor.composite(bundle.frames[index], crop, int(x), int(y))
+        image, dirty = appliance.compositor.compose(bundle.frames[index], crop, int(x), int(y), template_key=index)
         appliance.sink.present(image, k, dirty)
     return round(frames / (time.perf_counter() - start), 1)
 

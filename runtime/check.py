@@ -35,12 +35,13 @@ def _check_models(config, results: list) -> None:
 def _check_source(config, results: list) -> None:
     audio = config.audio
     if audio.source == "files":
-        from .audio.wav import WavError, read_info
+        from .audio.wav import WavError, WavReader
         if not audio.files.playlist:
             results.append((WARN, "audio source", "files: the playlist is empty (the avatar idles)"))
         for item in audio.files.playlist:
             try:
-                info = read_info(item)
+                with WavReader(item) as wav:
+                    info = f"{wav.rate} Hz, {wav.channels} ch, {wav.duration_s:.1f} s"
                 results.append((OK, "audio file", f"{item}: {info}"))
             except (WavError, OSError) as err:
                 # The appliance skips bad items: a warning, not a failure.

@@ -306,20 +306,22 @@ def _parse_overrides(overrides: Sequence[str], errors: list[str]) -> _Layer:
             errors.append(f"{SET_LABEL}:extends: cannot be set on the command line; "
                           f"pass the profile with -c instead")
             continue
-        value = _parse_set_value(value_text, keys, errors)
+        value, inner_keys = _parse_set_value(value_text, keys, errors)
         if value is INVALID:
             continue
-        nested = value
         for key in reversed(keys):
-            nested = {key: nested}
-        # a later --set wins, like a later file; a None line prints as "--set:KEY"
-        _merge(layer.data, nested)
-        for depth in range(1, len(keys) + 1):
-            layer.lines[keys[:depth]] = None
+            value = {key: value}
+        # a later --set wins, like a later file
+        _merge(layer.data, value)
+        # every key this --set names, down into a {mapping} value: errors there must not
+        # be blamed on a file; a None line prints as "--set:KEY"
+        layer.lines.update({keys[:depth]: None for depth in range(1, len(keys) + 1)})
+        layer.lines.update({keys + inner: None for inner in inner_keys})
     return layer
 
 
-def _parse_set_value(text: str, keys: tuple, errors: list[str]) -> Any:
+def _parse_set_value(text: str, keys: tuple, errors: list[str]) -> tuple[Any, list]:
+    """The YAML value of one --set (or INVALID) and the key paths inside it."""
     label = f"{SET_LABEL}:{'.'.join(keys)}"
     node_errors: list[str] = []
     node = _parse_document(text, label, node_errors) if text.strip() else None
@@ -327,12 +329,12 @@ def _parse_set_value(text: str, keys: tuple, errors: list[str]) -> Any:
         reader = _NodeReader(label, node_errors)
         value = reader.read(node, ())
         if not reader.failed:
-            return value
+            return value, list(reader.lines)
     if node_errors and "empty file" not in node_errors[0]:
         reason = node_errors[0].split(": ", 1)[-1]
         errors.append(f"{label}: cannot parse value {show(text)} as YAML: {reason}")
-        return INVALID
-    return None  # `--set run.duration_s=` (nothing, or only a comment) means null
+        return INVALID, []
+    return None, []  # `--set run.duration_s=` (nothing, or only a comment) means null
 
 
 # --- merging and validation ---------------------------------------------------------------

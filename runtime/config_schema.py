@@ -175,13 +175,15 @@ class FilePath(Spec):
     def describe(self) -> str:
         return "a non-empty path string"
 
-    def _convert(self, value, path, problems):
-        if not isinstance(value, str) or not value.strip() or "\0" in value:
-            return INVALID
-        try:
-            return self.resolve(value, problems.base_dir(path))
-        except RuntimeError:  # pathlib: "~nosuchuser/x" cannot be expanded
-            return INVALID
+    def convert(self, value, path, problems):
+        allowed = self.describe()
+        if isinstance(value, str) and value.strip() and "\0" not in value:
+            try:
+                return self.resolve(value, problems.base_dir(path))
+            except RuntimeError:  # pathlib cannot expand "~nosuchuser/x"
+                allowed += " whose ~ names a known user"
+        problems.error(path, f"must be {allowed} (got {show(value)})")
+        return INVALID
 
 
 @dataclass(frozen=True)

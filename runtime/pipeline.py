@@ -190,7 +190,7 @@ class Appliance:
                 crop = self.renderer.render(self.track.get(frame), index, level)
                 with self.timer.measure("composite"):
                     x, y = bundle.crop_boxes[index]
-                    image, dirty = self.compositor.composite(bundle.frames[index], crop, int(x), int(y))
+                    image, dirty = self.compositor.compose(bundle.frames[index], crop, int(x), int(y), template_key=index)
                 offset = scheduler.present_at(frame)
                 with self.timer.measure("present"):
                     if feed_audio is not None:

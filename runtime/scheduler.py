@@ -20,9 +20,11 @@ from . import FPS
 class SchedulerStats:
     shown: int = 0
     dropped: int = 0
-    #: Picture-to-sound offset at presentation: audio time minus the shown frame's start.
-    #: In [0, 1/fps) the shown frame is exactly the one due.
+    #: Largest |picture-to-sound offset| at presentation: the audio time heard minus the
+    #: middle of the shown frame's slot. At most half a frame when each frame is shown in
+    #: its own slot; "within one frame" means below 1/fps.
     max_av_offset_s: float = 0.0
+    #: Frames presented after their slot had ended (the render took longer than expected).
     late_presents: int = 0
 
 
@@ -36,6 +38,9 @@ class FrameScheduler:
         self.fps = fps
         self.frame_s = 1.0 / fps
         self._costs: deque[float] = deque(maxlen=cost_window)
+        # Until a render has been timed, assume it takes a whole frame (pessimistic: early
+        # frames are held until due, late ones would be shown out of their slot).
+        self._first_cost_s = self.frame_s
         self._last_shown = first_frame - 1
         self._render_started = 0.0
         self.stats = SchedulerStats()
@@ -47,7 +52,7 @@ class FrameScheduler:
     def _expected_cost_s(self) -> float:
         # The recent worst cost, not the mean: a frame presented after its slot is worse
         # than one shown a little early and held.
-        return max(self._costs) if self._costs else 0.0
+        return max(self._costs) * 1.1 + 0.0005 if self._costs else self._first_cost_s
 
     def next_frame(self) -> int:
         """Wait until a frame newer than the last shown is due; return the one to render."""
@@ -65,7 +70,8 @@ class FrameScheduler:
         return target
 
     def present_at(self, frame: int) -> float:
-        """Wait until `frame`'s slot starts (rendering may finish early); return the offset.
+        """Wait until `frame`'s slot starts (rendering may finish early); return the signed
+        picture-to-sound offset (audio now minus the middle of the frame's slot).
 
         Call right before showing the frame; then call `shown(frame)`.
         """
@@ -74,13 +80,13 @@ class FrameScheduler:
         while (early := frame * self.frame_s - now) > 0:
             self._sleep(min(early, 0.02))
             now = self._clock()
-        return now - frame * self.frame_s
+        return now - (frame + 0.5) * self.frame_s
 
     def shown(self, frame: int, offset_s: float) -> None:
         self._last_shown = frame
         self.stats.shown += 1
-        self.stats.max_av_offset_s = max(self.stats.max_av_offset_s, offset_s)
-        if offset_s >= self.frame_s:
+        self.stats.max_av_offset_s = max(self.stats.max_av_offset_s, abs(offset_s))
+        if offset_s >= self.frame_s / 2:
             self.stats.late_presents += 1
 
     def restart_at(self, frame: int) -> None:

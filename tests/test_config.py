@@ -287,6 +287,11 @@ def test_set_errors():
     ]
 
 
+def test_errors_inside_a_set_mapping_blame_the_set():
+    assert errors_of(None, ["audio.mic={rate: 4410}"]) == [
+        "--set:audio.mic.rate: must be one of 16000, 22050, 44100, 48000 (got 4410)"]
+
+
 def test_set_and_file_errors_together(tmp_path):
     path = write(tmp_path, "user.yaml", "render: {quality: best}\n")
     assert errors_of(path, ["log.level=loud"]) == [

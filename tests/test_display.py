@@ -220,7 +220,8 @@ def test_failing_fallback_names_both_reasons(no_desktop):
         open_with_fallback(WindowSink(driver="x11"), "null", Broken, FRAME)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux: no desktop without DISPLAY")
+@pytest.mark.skipif(not sys.platform.startswith("linux"),
+                    reason="Linux only: elsewhere a desktop needs no DISPLAY")
 def test_auto_without_a_screen_is_no_display(no_desktop):
     # SDL would quietly pick its invisible offscreen driver; the fallback must take over.
     with pytest.raises(DisplayError, match="no display"):

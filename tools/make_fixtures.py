@@ -194,7 +194,12 @@ def write_avatar_fixture(out_dir: Path, frame_size: tuple[int, int] = (360, 640)
         "mask": {"feather_px": max(4, box // 8)},
         "models": {"coarse": coarse.name, "fine": fine.name},
         "calibration": {"open_scale": 1.0},
+        "demo_audio": "demo.wav",
     }
+    # Speech-like bursts, not speech: the fixture demo needs no speech synthesiser.
+    from runtime.audio.wav import write_wav
+    from runtime.bench import speech_like
+    write_wav(out_dir / "demo.wav", speech_like(12.0), 16000)
     (out_dir / "avatar.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     return out_dir
 

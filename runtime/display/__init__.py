@@ -44,7 +44,8 @@ def open_with_fallback(primary: DisplaySink, fallback_kind: str,
     With fallback 'exit', or when the fallback fails too, raises DisplayError.
     """
     if fallback_kind not in FALLBACK_KINDS:
-        raise ValueError(f"display fallback {fallback_kind!r}: allowed are {', '.join(FALLBACK_KINDS)}")
+        raise ValueError(f"display fallback {fallback_kind!r}: "
+                         f"allowed are {', '.join(FALLBACK_KINDS)}")
     try:
         primary.open(frame_size)
         return primary, None

@@ -209,7 +209,7 @@ class RecordSink(DisplaySink):
                     try:
                         for _ in range(index + 1 - next_index):
                             self._write_frame(last)
-                    except OSError as exc:
+                    except (OSError, ValueError) as exc:
                         self._fail(self._write_failure(exc))
                 break
             if self._failure is not None or index < next_index:
@@ -223,7 +223,7 @@ class RecordSink(DisplaySink):
                     self._write_frame(filler)
                 self._write_frame(buf)
                 next_index = index + 1
-            except OSError as exc:
+            except (OSError, ValueError) as exc:  # ValueError: stdin closed by a kill
                 self._fail(self._write_failure(exc))
             if last is not None:
                 self._free.put(last)
@@ -231,8 +231,8 @@ class RecordSink(DisplaySink):
         if last is not None:
             self._free.put(last)
 
-    def _write_failure(self, exc: OSError) -> str:
-        if exc.errno == errno.ENOSPC:
+    def _write_failure(self, exc: Exception) -> str:
+        if getattr(exc, "errno", None) == errno.ENOSPC:
             return f"disk full while recording ({exc.strerror})"
         if isinstance(exc, BrokenPipeError) or self._proc.poll() is not None:
             try:
@@ -243,7 +243,7 @@ class RecordSink(DisplaySink):
             if "No space left" in said:
                 return f"disk full while recording (ffmpeg: {said})"
             return f"ffmpeg stopped (exit {code}): {said}"
-        return f"writing to ffmpeg failed: {exc.strerror or exc}"
+        return f"writing to ffmpeg failed: {getattr(exc, 'strerror', None) or exc}"
 
     def _fail(self, reason: str) -> None:
         with self._lock:
@@ -260,7 +260,8 @@ class RecordSink(DisplaySink):
             return
         pcm = (np.clip(np.asarray(samples, np.float32).reshape(-1), -1.0, 1.0) * 32767.0
                ).astype("<i2")
-        with self._lock:
+        reason = None
+        with self._lock:  # _fail() takes the lock too: decide here, report after
             try:
                 if self._wav is None:
                     self._wav = wave.open(str(self._wav_tmp), "wb")
@@ -272,11 +273,11 @@ class RecordSink(DisplaySink):
                     raise ValueError(f"audio rate changed from {self._audio_rate} to {rate} Hz")
                 self._wav.writeframesraw(pcm)
                 self.audio_samples += pcm.size
-                return
             except OSError as exc:
-                failure = exc
-        self._fail(self._write_failure(failure) if failure.errno == errno.ENOSPC
-                   else f"writing audio failed: {failure.strerror or failure}")
+                reason = (self._write_failure(exc) if exc.errno == errno.ENOSPC
+                          else f"writing audio failed: {exc.strerror or exc}")
+        if reason is not None:
+            self._fail(reason)
 
     # -- close --------------------------------------------------------------------------
 
@@ -289,6 +290,9 @@ class RecordSink(DisplaySink):
             return None
         try:
             self._message = self._finish()
+        except Exception as exc:  # noqa: BLE001 - shutdown must go on and say what happened
+            log.exception("recording: close failed")
+            self._message = f"recording failed: {exc}; nothing saved"
         finally:
             self._remove_temps()
         log.info("%s", self._message)
@@ -330,7 +334,8 @@ class RecordSink(DisplaySink):
             self._mux(frames)
         except DisplayError as exc:
             return f"recording failed: {exc}; nothing saved"
-        saved = f"{self.path} ({frames} frames, {frames / self.fps:.1f} s)"
+        plural = "s" if frames != 1 else ""
+        saved = f"{self.path} ({frames} frame{plural}, {frames / self.fps:.1f} s)"
         if self._failure is not None:
             return f"recording stopped early ({self._failure}); saved to {saved}"
         return f"recording saved to {saved}"

@@ -64,7 +64,8 @@ def _import_pygame():
         import pygame
         from pygame._sdl2 import video
     except ImportError as exc:
-        raise DisplayError(f"no display (pygame is not installed: pip install pygame-ce; {exc})") from None
+        raise DisplayError(f"no display (pygame is not installed: pip install pygame-ce; "
+                           f"{exc})") from None
     return pygame, video
 
 
@@ -90,7 +91,8 @@ class WindowSink(DisplaySink):
             raise ValueError(f"window_size {window_size!r}: need [width, height], both >= 1")
         self.fullscreen = bool(fullscreen) or driver == "kmsdrm"
         self.driver = driver
-        self.window_size = None if window_size is None else (int(window_size[0]), int(window_size[1]))
+        self.window_size = (None if window_size is None
+                            else (int(window_size[0]), int(window_size[1])))
         self.title = title
         self.frame_size: tuple[int, int] | None = None
         self.frame_count = 0
@@ -134,7 +136,8 @@ class WindowSink(DisplaySink):
         self._env_set = True
 
     def _create(self, pg, video, frame_size: tuple[int, int]) -> None:
-        if pg.display.get_init() and self.driver != "auto" and pg.display.get_driver() != self.driver:
+        if (pg.display.get_init() and self.driver != "auto"
+                and pg.display.get_driver() != self.driver):
             # An earlier user initialised another driver; SDL only switches on a fresh init.
             pg.display.quit()
         if not pg.display.get_init():
@@ -149,7 +152,8 @@ class WindowSink(DisplaySink):
         desktop = tuple(desktops[0]) if desktops else None
         if self.fullscreen:
             # The desktop's own mode, as set_mode((0, 0), FULLSCREEN) would pick: no mode switch.
-            self._window = pg.Window(self.title, size=desktop or frame_size, fullscreen_desktop=True)
+            self._window = pg.Window(self.title, size=desktop or frame_size,
+                                     fullscreen_desktop=True)
             pg.mouse.set_visible(False)
         else:
             size = self.window_size or fit_window(frame_size, desktop)

@@ -89,7 +89,8 @@ class Compositor:
         crop None (quality PASS) returns the template itself, uncopied. The returned buffer is
         reused by the next call: a sink that keeps it must copy it.
         """
-        if crop is not None and (crop.shape != (self.crop_h, self.crop_w, 3) or crop.dtype != np.uint8):
+        if crop is not None and (crop.shape != (self.crop_h, self.crop_w, 3)
+                                 or crop.dtype != np.uint8):
             raise ValueError(f"crop {crop.shape} {crop.dtype}: expected "
                              f"({self.crop_h}, {self.crop_w}, 3) uint8")
         box = None if crop is None else self._frame_box(template.shape, x, y)
@@ -113,7 +114,8 @@ class Compositor:
     def _buffer(self, template: np.ndarray) -> np.ndarray:
         if self._out is None or self._out.shape != template.shape:
             if template.ndim != 3 or template.shape[2] != 3 or template.dtype != np.uint8:
-                raise ValueError(f"template {template.shape} {template.dtype}: expected (H, W, 3) uint8")
+                raise ValueError(f"template {template.shape} {template.dtype}: "
+                                 "expected (H, W, 3) uint8")
             self._out = np.empty_like(template)
             self._out_key, self._out_box = None, None
         return self._out

@@ -1,0 +1,298 @@
+"""Speech pushed by a local TTS engine over a unix stream socket.
+
+Each connection is one utterance: a WAV stream (RIFF header; its format decides) or raw
+PCM in the configured format. One client is served at a time, so utterances play in the
+order their clients connected; the next client waits in the listen backlog.
+
+`feed(stream)` decodes one utterance from any file-like object and queues it; the socket
+acceptor calls it per connection, and a later HTTP door can call it with a request body
+("one mechanism, two doors").
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import socket
+import stat
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from .chunk import AudioChunk
+from .pcm import RAW_FORMATS, RawPcmDecoder, check_format
+from .source import SILENT, AudioSource, AudioSourceError
+from .speech_buffer import SpeechBuffer, Utterance
+from .wav import MAX_RATE, MIN_RATE, WavError, read_wav_header
+
+log = logging.getLogger(__name__)
+
+#: Bytes asked of the client per read; small enough that back pressure bites early.
+_READ_BYTES = 8192
+_LISTEN_BACKLOG = 8
+
+
+class _Prefixed:
+    """A stream with bytes already read (the sniffed magic) put back in front."""
+
+    def __init__(self, prefix: bytes, stream: BinaryIO) -> None:
+        self._prefix, self._stream = prefix, stream
+
+    def read(self, count: int = -1) -> bytes:
+        if self._prefix:
+            part, self._prefix = self._prefix[:count], self._prefix[count:]
+            return part
+        return self._stream.read(count)
+
+
+class _Feed:
+    """The utterance being received: how to cut its producer off on flush()/close()."""
+
+    def __init__(self, ident: int, label: str, abort: Callable[[], None] | None) -> None:
+        self.ident, self.label, self.abort = ident, label, abort
+        self.cancelled = threading.Event()
+
+
+class StreamSource(AudioSource):
+    """read() hands out buffered speech at its native rate (utterance id = client number),
+    SILENT when nothing is ready. `flush()` drops buffered speech and cuts the current
+    client off. Audio beyond `max_buffer_s` is not read from the client until there is
+    room (back pressure): nothing is ever dropped."""
+
+    live = False
+
+    def __init__(self, socket_path: Path | str, socket_mode: int = 0o660, raw_rate: int = 16000,
+                 raw_format: str = "s16le", raw_channels: int = 1, prebuffer_ms: float = 100,
+                 max_buffer_s: float = 60.0, chunk_ms: int = 20,
+                 client_idle_timeout_s: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if raw_format not in RAW_FORMATS:
+            raise ValueError(f"raw_format {raw_format!r} not one of {', '.join(RAW_FORMATS)}")
+        check_format(raw_format, raw_channels)
+        if not MIN_RATE <= raw_rate <= MAX_RATE:
+            raise ValueError(f"raw_rate {raw_rate} Hz outside {MIN_RATE} to {MAX_RATE}")
+        self.socket_path = Path(socket_path)
+        self.socket_mode = socket_mode
+        self.raw_rate, self.raw_format, self.raw_channels = raw_rate, raw_format, raw_channels
+        # A client silent this long (mid-header or mid-speech) is dropped so the next can play.
+        self.client_idle_timeout_s = client_idle_timeout_s
+        self._buffer = SpeechBuffer(max_buffer_s, prebuffer_ms / 1000, chunk_ms, clock)
+        self._feed_lock = threading.Lock()  # one utterance at a time, whichever door
+        self._state_lock = threading.Lock()
+        self._current: _Feed | None = None
+        self._next_ident = 1
+        self._listener: socket.socket | None = None
+        self._socket_inode: int | None = None
+        self._wake_r: int | None = None
+        self._wake_w: int | None = None
+        self._acceptor: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    def open(self) -> None:
+        if self._listener is not None:
+            return
+        path = self.socket_path
+        self._remove_stale_socket(path)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listener.bind(str(path))
+            os.chmod(path, self.socket_mode)
+            listener.listen(_LISTEN_BACKLOG)
+        except OSError as exc:
+            listener.close()
+            raise AudioSourceError(f"stream source: cannot listen on {path}: {exc}") from None
+        self._socket_inode = os.stat(path).st_ino
+        self._listener = listener
+        self._wake_r, self._wake_w = os.pipe()
+        self._stopping.clear()
+        self._buffer.reopen()
+        self._acceptor = threading.Thread(target=self._accept_loop, name="speech-socket",
+                                          daemon=True)
+        self._acceptor.start()
+        log.info("stream source: listening on %s (mode %o)", path, self.socket_mode)
+
+    @staticmethod
+    def _remove_stale_socket(path: Path) -> None:
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return
+        if not stat.S_ISSOCK(mode):
+            raise AudioSourceError(f"stream source: {path} exists and is not a socket")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            path.unlink(missing_ok=True)  # nobody listens: left over from a crash
+            return
+        finally:
+            probe.close()
+        raise AudioSourceError(f"stream source: {path} is in use by another process")
+
+    def close(self) -> None:
+        self._stopping.set()
+        self._buffer.close()
+        self._abort_current()
+        if self._wake_w is not None:
+            with contextlib.suppress(OSError):
+                os.write(self._wake_w, b"x")
+        if self._acceptor is not None:
+            self._acceptor.join(timeout=5.0)
+            if self._acceptor.is_alive():
+                log.warning("stream source: the socket thread did not stop")
+            self._acceptor = None
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+            self._unlink_own_socket()
+        for fd in (self._wake_r, self._wake_w):
+            if fd is not None:
+                os.close(fd)
+        self._wake_r = self._wake_w = None
+
+    def _unlink_own_socket(self) -> None:
+        # Only our own socket: a new instance may already have bound the same path.
+        with contextlib.suppress(OSError):
+            if os.lstat(self.socket_path).st_ino == self._socket_inode:
+                self.socket_path.unlink()
+
+    # --- consumer side ---------------------------------------------------------------
+
+    def read(self, timeout_s: float) -> AudioChunk | type[SILENT]:
+        chunk = self._buffer.take(timeout_s)
+        return SILENT if chunk is None else chunk
+
+    def flush(self) -> None:
+        self._buffer.flush()
+        self._abort_current()
+
+    def _abort_current(self) -> None:
+        with self._state_lock:
+            current = self._current
+        if current is not None:
+            current.cancelled.set()
+            if current.abort is not None:
+                current.abort()
+
+    def status(self) -> str:
+        head, buffered_s = self._buffer.snapshot()
+        with self._state_lock:
+            current = self._current
+        if head is not None and head.started:
+            return f"stream: playing (client {head.ident}, {buffered_s:.1f} s buffered)"
+        if head is not None or current is not None:
+            ident = head.ident if head is not None else current.ident
+            return f"stream: buffering (client {ident})"
+        return "stream: idle"
+
+    # --- producer side ---------------------------------------------------------------
+
+    def feed(self, stream: BinaryIO, label: str | None = None,
+             abort: Callable[[], None] | None = None) -> int:
+        """Decode one utterance from `stream` (WAV or raw PCM) and queue it.
+
+        Blocks until the stream ends, flush() cuts it off (then `abort` is called to unblock
+        a pending read) or the source closes; waits for an earlier feed to finish first.
+        Returns the utterance id. Errors in the data are logged, never raised.
+        `label` names the producer in the log (default "client N", N = the utterance id).
+        """
+        with self._feed_lock:
+            with self._state_lock:
+                ident = self._next_ident
+                self._next_ident += 1
+                feed = _Feed(ident, label or f"client {ident}", abort)
+                self._current = feed
+                # close() sets _stopping before it looks for a feed to abort: either it
+                # saw this feed or this feed sees _stopping.
+                if self._stopping.is_set():
+                    feed.cancelled.set()
+            label = feed.label
+            try:
+                self._decode_into_buffer(stream, feed)
+            except WavError as exc:
+                log.warning("stream source: %s: bad WAV header (%s); closing it", label, exc)
+            except OSError as exc:
+                if not feed.cancelled.is_set():
+                    log.warning("stream source: %s: connection lost (%s)", label, exc)
+            finally:
+                with self._state_lock:
+                    self._current = None
+            return feed.ident
+
+    def _decode_into_buffer(self, stream: BinaryIO, feed: _Feed) -> None:
+        if feed.cancelled.is_set():
+            return
+        read_some = getattr(stream, "read1", None) or stream.read
+        magic = b""
+        while len(magic) < 4:
+            part = stream.read(4 - len(magic))
+            if not part:
+                break
+            magic += part
+        if magic == b"RIFF":
+            wav_format, data_left = read_wav_header(_Prefixed(magic, stream), feed.label)
+            decoder = RawPcmDecoder(wav_format.sample_format, wav_format.channels)
+            rate, pending = wav_format.rate, b""
+        else:
+            decoder = RawPcmDecoder(self.raw_format, self.raw_channels)
+            rate, pending, data_left = self.raw_rate, magic, None
+        utterance: Utterance | None = None
+        try:
+            while not feed.cancelled.is_set():
+                data = pending or read_some(_READ_BYTES if data_left is None
+                                            else min(_READ_BYTES, data_left))
+                pending = b""
+                if not data:
+                    break
+                if data_left is not None:
+                    data_left -= len(data)
+                samples = decoder.decode(data)
+                if len(samples):
+                    if utterance is None:
+                        utterance = self._buffer.begin(feed.ident, rate, decoder.channels)
+                        log.info("stream source: %s: utterance %d, %d Hz, %d ch, %s", feed.label,
+                                 feed.ident, rate, decoder.channels, decoder.fmt)
+                    if not self._buffer.put(utterance, samples):
+                        break
+                if data_left == 0:
+                    break  # a WAV's declared data is complete; ignore trailing chunks
+        finally:
+            if utterance is not None:
+                self._buffer.end(utterance)
+        if decoder.pending_bytes:
+            log.debug("stream source: %s: dropped %d bytes of a partial sample frame",
+                      feed.label, decoder.pending_bytes)
+        log.info("stream source: %s: end of utterance%s", feed.label,
+                 " (flushed)" if feed.cancelled.is_set() else "")
+
+    # --- the socket door -------------------------------------------------------------
+
+    def _accept_loop(self) -> None:
+        listener, wake_r = self._listener, self._wake_r
+        while not self._stopping.is_set():
+            readable, _, _ = select.select([listener, wake_r], [], [])
+            if wake_r in readable or self._stopping.is_set():
+                break
+            try:
+                connection, _ = listener.accept()
+            except OSError as exc:
+                log.warning("stream source: accept failed: %s", exc)
+                continue
+            with connection:
+                self._serve(connection)
+
+    def _serve(self, connection: socket.socket) -> None:
+        connection.settimeout(self.client_idle_timeout_s)
+
+        def abort() -> None:
+            # Wakes a recv() blocked in this thread; the client sees its connection closed.
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+        with connection.makefile("rb") as stream:
+            self.feed(stream, abort=abort)

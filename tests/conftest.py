@@ -1,0 +1,16 @@
+"""Shared fixtures. Hardware is faked; ncnn models are the TEST FIXTURES of tools/make_fixtures."""
+import os
+
+import pytest
+
+# Headless everywhere: no window may pop up during tests, no audio device is touched.
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+
+
+@pytest.fixture(scope="session")
+def model_fixtures(tmp_path_factory):
+    """(audio model sidecar, avatar bundle dir) written once per test session."""
+    from tools.make_fixtures import write_all
+    return write_all(tmp_path_factory.mktemp("fixtures"), frame_size=(180, 320), frames=25)
