@@ -269,7 +269,8 @@ class _NodeReader:
         # PyYAML's scalar constructors raise plain ValueError/KeyError/TypeError on values
         # like `2001-02-30` or `!!bool maybe`; each is a bad value, not a crash
         except (yaml.YAMLError, ValueError, KeyError, TypeError, OverflowError) as exc:
-            self._error(node, path, f"cannot read value {node.value!r} ({exc})")
+            reason = " ".join(str(getattr(exc, "problem", None) or exc).split())
+            self._error(node, path, f"cannot read value {show(node.value)} ({reason})")
             return None
 
     def _mapping(self, node: yaml.MappingNode, path: tuple, ancestors: frozenset) -> dict:
@@ -351,7 +352,9 @@ def _merge(dst: dict, src: dict) -> None:
 def _dotted(path: tuple) -> str:
     text = ""
     for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        if not isinstance(part, int) and not part.isprintable():
+            part = repr(part)  # one message, one line, whatever the key holds
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
     return text
 
 

@@ -88,6 +88,9 @@ class Choice(Spec):
         return self.describe()
 
     def _convert(self, value, path, problems):
+        # `sink: null` (the null sink) reads as YAML null; the option is the word itself.
+        if value is None and "null" in self.options:
+            return "null"
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             return INVALID
         return value if value in self.options else INVALID

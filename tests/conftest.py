@@ -14,3 +14,9 @@ def model_fixtures(tmp_path_factory):
     """(audio model sidecar, avatar bundle dir) written once per test session."""
     from tools.make_fixtures import write_all
     return write_all(tmp_path_factory.mktemp("fixtures"), frame_size=(180, 320), frames=25)
+
+# Native extensions cannot be imported twice: mock.patch.dict(sys.modules, ...) in a test
+# removes modules first imported inside it, and pybind11 then refuses the re-import.
+import kaldi_native_fbank  # noqa: E402,F401
+import ncnn  # noqa: E402,F401
+import pygame  # noqa: E402,F401

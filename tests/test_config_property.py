@@ -33,7 +33,8 @@ def outcome(path=None, overrides=()) -> Config | ConfigError:
     try:
         return load_config(path, overrides)
     except ConfigError as error:
-        assert error.messages and all(isinstance(m, str) and m for m in error.messages)
+        assert error.messages
+        assert all(isinstance(m, str) and m and "\n" not in m for m in error.messages)
         return error
 
 

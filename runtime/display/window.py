@@ -122,7 +122,8 @@ class WindowSink(DisplaySink):
             self._create(pg, video, (fw, fh))
         except (pg.error, OSError, ValueError) as exc:
             self._teardown()
-            raise DisplayError(f"no display (SDL driver {self.driver}: {_one_line(exc)})") from None
+            raise DisplayError(
+                f"no display (SDL driver {self.driver}: {_one_line(exc)})") from None
         log.info("window open: SDL driver %s, window %dx%d%s, frame %dx%d shown at %s",
                  pg.display.get_driver(), *self._window.size,
                  " fullscreen" if self.fullscreen else "", fw, fh, self._dst)
@@ -238,6 +239,8 @@ class WindowSink(DisplaySink):
         self._texture.update(self._surface.subsurface(box), box)
 
     def _render(self, show: bool = True) -> None:
+        # The whole texture is drawn every time (a GPU copy): after present() the back
+        # buffer's contents are undefined, so only the upload can be limited to the box.
         self._renderer.draw_color = _BLACK
         self._renderer.clear()  # the letterbox bars
         self._texture.draw(dstrect=self._dst)
