@@ -4,7 +4,7 @@ A config file names the profile it `extends` (default.yaml is the root of every 
 chain is deep-merged root first, then `--set key.path=value` overrides, then validated. Every
 error names the file and line of the key that set the bad value:
 
-    firmware_config/rpi4.yaml:12: audio.mic.rate: must be one of 16000, 22050, 44100, 48000 (got 4410)
+    site.yaml:12: audio.mic.rate: must be one of 16000, 22050, 44100, 48000 (got 4410)
     --set:log.level: must be one of debug, info, warning, error (got 'loud')
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ import yaml
 from .config_schema import (INVALID, AudioConfig, AvatarConfig, Config, DisplayConfig,
                             FilesConfig, LogConfig, MicConfig, ModelsConfig, PlaybackConfig,
                             Problems, RecordConfig, RenderConfig, RunConfig, Section,
-                            StreamConfig, show)
+                            StreamConfig, dotted, show, to_dict)
 from .paths import data_dir
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,11 @@ class ConfigError(Exception):
 
     def __init__(self, messages: Sequence[str]):
         self.messages = list(messages)
-        super().__init__("\n".join(self.messages))
+        # args = (messages,) so a pickled error (multiprocessing) comes back whole
+        super().__init__(self.messages)
+
+    def __str__(self) -> str:
+        return "\n".join(self.messages)
 
 
 @dataclass
@@ -97,20 +101,6 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     return config
 
 
-def to_dict(config: Config) -> dict:
-    """A plain dict for YAML/JSON output; paths are strings, socket_mode an octal string."""
-    def plain(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {key: plain(item) for key, item in value.items()}
-        if isinstance(value, (tuple, list)):
-            return [plain(item) for item in value]
-        return str(value) if isinstance(value, Path) else value
-
-    result = plain(dataclasses.asdict(config))
-    result["audio"]["stream"]["socket_mode"] = f"{config.audio.stream.socket_mode:04o}"
-    return result
-
-
 # --- finding and reading files ------------------------------------------------------------
 
 def _locate(path: str | Path | None, errors: list[str]) -> Path | None:
@@ -131,14 +121,15 @@ def _load_chain(first: Path, errors: list[str]) -> list[_Layer]:
     """Read `first` and the profiles it extends; the root (default.yaml) comes first."""
     root = (shipped_config_dir() / f"{ROOT_PROFILE}.yaml").resolve()
     layers: list[_Layer] = []
-    seen: list[Path] = []
+    seen: list[Path] = []  # resolved, to spot a cycle through symlinks or "../x"
     current = first
     while True:
         identity = current.resolve()
         if identity in seen:
             previous = layers[-1]
-            cycle = " -> ".join(str(p) for p in seen[seen.index(identity):] + [identity])
-            errors.append(f"{previous.label}:{previous.extends_line}: extends: cycle {cycle}")
+            names = [layer.label for layer in layers[seen.index(identity):]] + [str(current)]
+            errors.append(f"{previous.label}:{previous.extends_line}: extends: cycle "
+                          f"{' -> '.join(names)}")
             return []
         seen.append(identity)
         layer = _read_file(current, errors)
@@ -236,7 +227,7 @@ class _NodeReader:
         self._constructor = yaml.SafeLoader("")
 
     def _error(self, node: yaml.Node, path: tuple, message: str) -> None:
-        where = f"{_dotted(path)}: " if path else ""
+        where = f"{dotted(path)}: " if path else ""
         self.errors.append(f"{self.label}:{node.start_mark.line + 1}: {where}{message}")
         self.failed = True
 
@@ -349,15 +340,6 @@ def _merge(dst: dict, src: dict) -> None:
             dst[key] = value
 
 
-def _dotted(path: tuple) -> str:
-    text = ""
-    for part in path:
-        if not isinstance(part, int) and not part.isprintable():
-            part = repr(part)  # one message, one line, whatever the key holds
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
-    return text
-
-
 class _Collector(Problems):
     """Reports problems at the file and line that set the key; merged layers, root first."""
 
@@ -368,8 +350,7 @@ class _Collector(Problems):
 
     def origin(self, path: tuple) -> tuple[_Layer, int | None]:
         # The last layer that names a key set the merged value: a later layer either merged
-        # into it (a mapping) or replaced it. A missing key or an item of a list from --set
-        # falls back to the nearest enclosing key.
+        # into it (a mapping) or replaced it. A missing key falls back to its section.
         for depth in range(len(path), 0, -1):
             for layer in reversed(self.layers):
                 if path[:depth] in layer.lines:
@@ -381,7 +362,7 @@ class _Collector(Problems):
         # files: "FILE:LINE: key: ..."; --set has no line: "--set:key: ..."
         where = f"{layer.label}:{line}: " if line is not None else f"{layer.label}:"
         self.found.append((self.layers.index(layer), line or 0, len(self.found),
-                           f"{where}{_dotted(path) or '(top level)'}: {message}"))
+                           f"{where}{dotted(path) or '(top level)'}: {message}"))
 
     def base_dir(self, path: tuple) -> Path:
         return self.origin(path)[0].base_dir

@@ -5,6 +5,7 @@ they belong to. `runtime.config` walks these specs; nothing here reads files.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass, field
@@ -27,6 +28,16 @@ def show(value: Any) -> str:
         return "a mapping"
     text = repr(value)
     return text if len(text) <= _MAX_SHOWN else text[:_MAX_SHOWN - 3] + "..."
+
+
+def dotted(path: tuple) -> str:
+    """("audio", "files", "playlist", 2) -> "audio.files.playlist[2]"."""
+    text = ""
+    for part in path:
+        if not isinstance(part, int) and not part.isprintable():
+            part = repr(part)  # one message, one line, whatever the key holds
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
 
 
 class Problems:
@@ -368,3 +379,17 @@ class Config:
     run: RunConfig = _spec(Section(cls=RunConfig))
     # not a YAML key: filled in by the loader
     sources: tuple[Path, ...] = ()
+
+
+def to_dict(config: Config) -> dict:
+    """A plain dict for YAML/JSON output; paths are strings, socket_mode an octal string."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: plain(item) for key, item in value.items()}
+        if isinstance(value, (tuple, list)):
+            return [plain(item) for item in value]
+        return str(value) if isinstance(value, Path) else value
+
+    result = plain(dataclasses.asdict(config))
+    result["audio"]["stream"]["socket_mode"] = f"{config.audio.stream.socket_mode:04o}"
+    return result

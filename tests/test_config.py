@@ -1,6 +1,8 @@
 """The configuration loader: shipped profiles, error messages, overrides, extends, paths."""
 from __future__ import annotations
 
+import json
+import pickle
 import textwrap
 from pathlib import Path
 
@@ -94,6 +96,7 @@ def test_to_dict_round_trips(tmp_path):
     config = load_config("rpi4", ["display.window_size=[640, 360]",
                                   "audio.files.playlist=[a.wav]", "run.duration_s=5"])
     plain = to_dict(config)
+    json.dumps(plain)  # what `edgemate check --json` prints
     plain.pop("sources")
     again = load_config(write(tmp_path, "dump.yaml", yaml.safe_dump(plain)))
     assert again.audio == config.audio and again.display == config.display
@@ -120,6 +123,7 @@ def test_config_error_str_is_the_messages(tmp_path):
         load_config(path)
     assert str(caught.value) == "\n".join(caught.value.messages)
     assert len(caught.value.messages) == 2
+    assert pickle.loads(pickle.dumps(caught.value)).messages == caught.value.messages
 
 
 def test_unknown_keys_list_what_is_allowed(tmp_path):
@@ -160,11 +164,14 @@ def test_wrong_type(tmp_path, text, expected):
 
 @pytest.mark.parametrize("text, expected", [
     ("audio: {lead_ms: 39}", "audio.lead_ms: must be an integer from 40 to 2000 (got 39)"),
-    ("audio: {files: {gap_s: 60.5}}", "audio.files.gap_s: must be a number from 0 to 60 (got 60.5)"),
+    ("audio: {files: {gap_s: 60.5}}",
+     "audio.files.gap_s: must be a number from 0 to 60 (got 60.5)"),
     ("audio: {stream: {raw_rate: 7999}}",
      "audio.stream.raw_rate: must be an integer from 8000 to 96000 (got 7999)"),
-    ("audio: {mic: {chunk_ms: 201}}", "audio.mic.chunk_ms: must be an integer from 5 to 200 (got 201)"),
-    ("display: {record: {crf: -1}}", "display.record.crf: must be an integer from 0 to 51 (got -1)"),
+    ("audio: {mic: {chunk_ms: 201}}",
+     "audio.mic.chunk_ms: must be an integer from 5 to 200 (got 201)"),
+    ("display: {record: {crf: -1}}",
+     "display.record.crf: must be an integer from 0 to 51 (got -1)"),
     ("display: {window_size: [8, 8]}",
      "display.window_size: must be null or [width, height] with integers from 16 to 7680 "
      "(got [8, 8])"),
@@ -394,7 +401,13 @@ def test_empty_path_is_an_error(tmp_path):
     path = write(tmp_path, "user.yaml", "avatar: {bundle: ''}\n")
     assert errors_of(path) == [
         f"{path}:1: avatar.bundle: must be a non-empty path string (got '')"]
-    path = write(tmp_path, "user.yaml", "audio:\n  files:\n    playlist:\n      - a.wav\n      - 3\n")
+    path = write(tmp_path, "user.yaml", """
+        audio:
+          files:
+            playlist:
+              - a.wav
+              - 3
+        """)
     assert errors_of(path) == [
         f"{path}:5: audio.files.playlist[1]: must be a non-empty path string (got 3)"]
 

@@ -31,6 +31,10 @@ class AudioSink(Protocol):
 
     def flush(self) -> None: ...
 
+    @property
+    def written_samples(self) -> int:
+        """Timeline position the next written sample will take."""
+
 
 @dataclass(frozen=True)
 class IngestSettings:
@@ -45,8 +49,9 @@ class IngestSettings:
 class Ingest:
     def __init__(self, source: AudioSource, clock: Callable[[], float], timeline: Timeline,
                  analyzer: MouthAnalyzer, settings: IngestSettings = IngestSettings(),
-                 speaker: AudioSink | None = None):
+                 speaker: AudioSink | None = None, sleep: Callable[[float], None] = time.sleep):
         self.source = source
+        self._sleep = sleep
         self.clock = clock
         self.timeline = timeline
         self.analyzer = analyzer
@@ -76,12 +81,23 @@ class Ingest:
             missing += -missing % SAMPLES_PER_FRAME
             self._write(np.zeros(missing, np.float32))
 
+    def _flush_resampler(self) -> np.ndarray:
+        """The last input's tail still inside the filter (a few ms), before a format change."""
+        if self._resampler is None:
+            return np.zeros(0, np.float32)
+        tail = self._resampler.finish()
+        self._resampler = self._resampler_key = None
+        return tail
+
     def _to_16k(self, samples: np.ndarray, rate: int) -> np.ndarray:
         key = (rate, samples.shape[1])
+        tail = None
         if key != self._resampler_key:
+            tail = self._flush_resampler()
             self._resampler = StreamingResampler(rate, SAMPLE_RATE, samples.shape[1])
             self._resampler_key = key
-        return self._resampler.process(samples)
+        out = self._resampler.process(samples)
+        return out if tail is None or not tail.size else np.concatenate([tail, out])
 
     def pump_once(self) -> None:
         """One step of the loop (tests drive this directly with a fake clock)."""
@@ -89,15 +105,18 @@ class Ingest:
         live = self.source.live
         ahead = self.timeline.write_pos - now_pos
         if not live and ahead >= self.settings.lead_s * SAMPLE_RATE:
-            time.sleep(self.settings.poll_s / 2)
+            self._sleep(self.settings.poll_s / 2)
             return
         if self.ended_at is not None:
             self.fill_silence_to(now_pos + int(self.settings.silence_lead_s * SAMPLE_RATE))
-            time.sleep(self.settings.poll_s / 2)
+            self._sleep(self.settings.poll_s / 2)
             return
         item = self.source.read(self.settings.poll_s)
         if item is None:
             log.info("audio source ended")
+            tail = self._flush_resampler()
+            if tail.size:
+                self._write(tail)
             self.ended_at = self.timeline.write_pos
         elif item is SILENT:
             # Nothing to play right now: keep the picture alive with a closed mouth.
@@ -130,19 +149,28 @@ class Ingest:
         timeline position where new audio will start (a frame boundary)."""
         self.source.flush()
         with self._lock:
+            keep = max(heard_pos, 0)
             if self.speaker is not None:
+                # What the device already holds will still be heard: the timeline resumes
+                # right after it, so speaker and timeline positions stay identical.
                 self.speaker.flush()
-            self.timeline.truncate(max(heard_pos, 0))
-            keep = self.timeline.write_pos
+                keep = self.speaker.written_samples
+            self.timeline.truncate(keep)
+            if self.timeline.write_pos < keep:  # the speaker ran ahead (an underrun)
+                self.timeline.append(np.zeros(keep - self.timeline.write_pos, np.float32))
             pad = -keep % SAMPLES_PER_FRAME
             first_frame = (keep + pad) // SAMPLES_PER_FRAME
             heard_frame = max(heard_pos, 0) // SAMPLES_PER_FRAME
-            self.analyzer.track.close_from(heard_frame + 1, max(0, first_frame - heard_frame + 2))
-            self.timeline.append(np.zeros(pad, np.float32))
-            if self.speaker is not None and pad:
-                self.speaker.write(np.zeros(pad, np.float32))
+            # Frames computed from the discarded audio (up to the lead ahead) close too.
+            last = max(self.analyzer.track.newest, first_frame + 1)
+            self.analyzer.track.close_from(heard_frame + 1, max(0, last - heard_frame))
+            if pad:
+                self.timeline.append(np.zeros(pad, np.float32))
+                if self.speaker is not None:
+                    self.speaker.write(np.zeros(pad, np.float32))
             self.analyzer.reset(first_frame)
             if self._resampler is not None:
                 self._resampler.reset()
-            self.ended_at = None if self.ended_at is None else min(self.ended_at, keep)
+            if self.ended_at is not None:
+                self.ended_at = min(self.ended_at, keep)
         return first_frame * SAMPLES_PER_FRAME

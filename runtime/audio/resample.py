@@ -142,13 +142,15 @@ class StreamingResampler:
     def _run_blocks(self, available: int) -> np.ndarray:
         """Compute every block whose whole input window lies below input index `available`."""
         up, down, half, block = self._up, self._down, self.taps // 2, self._block
-        windows = sliding_window_view(self._buffer, self.taps)
+        windows = None
         outputs = []
         while True:
             first = self._next_output
             last_base = ((first + block - 1) * down) // up
             if last_base + half >= available:
                 break
+            if windows is None:
+                windows = sliding_window_view(self._buffer, self.taps)
             base0, phase0 = divmod(first * down, up)
             rel_start, coefficients = self._pattern(phase0)
             starts = rel_start + (base0 - half + 1 - self._buffer_start)

@@ -115,9 +115,17 @@ class SpeechBuffer:
             self._cond.notify_all()
 
     def close(self) -> None:
+        """Drop everything; producers stop, take() returns None at once."""
         with self._cond:
             self._closed = True
+            for utterance in self._queue:
+                utterance.cancelled = True
+            self._queue.clear()
             self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def reopen(self) -> None:
         with self._cond:

@@ -163,9 +163,12 @@ class StreamSource(AudioSource):
 
     # --- consumer side ---------------------------------------------------------------
 
-    def read(self, timeout_s: float) -> AudioChunk | type[SILENT]:
+    def read(self, timeout_s: float) -> AudioChunk | None | type[SILENT]:
+        """The next chunk, SILENT when none is ready within timeout_s, None once closed."""
         chunk = self._buffer.take(timeout_s)
-        return SILENT if chunk is None else chunk
+        if chunk is None:
+            return None if self._buffer.closed else SILENT
+        return chunk
 
     def flush(self) -> None:
         self._buffer.flush()

@@ -28,7 +28,7 @@ WAVE_FORMAT_PCM = 0x0001
 WAVE_FORMAT_IEEE_FLOAT = 0x0003
 WAVE_FORMAT_EXTENSIBLE = 0xFFFE
 #: The 14 bytes after the format tag in every standard KSDATAFORMAT_SUBTYPE_* GUID.
-_SUBFORMAT_GUID_TAIL = b"\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
+_SUBFORMAT_GUID_TAIL = b"\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
 _KNOWN_TAGS = {0x0002: "MS ADPCM", 0x0006: "A-law", 0x0007: "mu-law", 0x0011: "IMA ADPCM",
                0x0055: "MP3"}
 MIN_RATE = 8000
@@ -140,12 +140,14 @@ def read_wav_header(stream: BinaryIO, name: str) -> tuple[WavFormat, int | None]
     offset = 12
     previous_odd = False
     for _ in range(_MAX_CHUNKS):
-        header = _read_exact(stream, 8)
-        if seekable and previous_odd and header[:4] and not _is_chunk_id(header[:4]):
-            # Some writers omit the pad byte after an odd-sized chunk: try without it.
-            stream.seek(-len(header) - 1, os.SEEK_CUR)
-            offset -= 1
-            header = _read_exact(stream, 8)
+        prefix = b""
+        if previous_odd:
+            # An odd-sized chunk is followed by a zero pad byte; some writers omit it, and
+            # then this byte already starts the next chunk id.
+            pad = _read_exact(stream, 1)
+            prefix = pad if pad not in (b"", b"\0") else b""
+            offset += len(pad) - len(prefix)
+        header = prefix + _read_exact(stream, 8 - len(prefix))
         if len(header) < 8:
             missing = "fmt chunk" if wav_format is None else "data chunk"
             raise WavError(f"{name}: truncated header (no {missing})")
@@ -160,13 +162,13 @@ def read_wav_header(stream: BinaryIO, name: str) -> tuple[WavFormat, int | None]
         if chunk_id == b"fmt ":
             if size > _MAX_FMT_BYTES:
                 raise WavError(f"{name}: fmt chunk of {size} bytes is not a WAV header")
-            body = _read_exact(stream, size + (size & 1))
+            body = _read_exact(stream, size)
             if len(body) < size:
                 raise WavError(f"{name}: truncated fmt chunk")
-            wav_format = parse_fmt_chunk(body[:size], name)
+            wav_format = parse_fmt_chunk(body, name)
         else:
-            _skip(stream, size + (size & 1), seekable, name, chunk_id)
-        offset += size + (size & 1)
+            _skip(stream, size, seekable, name, chunk_id)
+        offset += size
         previous_odd = bool(size & 1)
     raise WavError(f"{name}: no data chunk in the first {_MAX_CHUNKS} chunks")
 
