@@ -143,8 +143,13 @@ def test_stream_client_that_drops_mid_utterance_then_reconnects(model_fixtures, 
         pusher.join(5)
     assert time.monotonic() - started < 6, "something hung"
     opening = np.array([appliance.track.get(k)[0] for k in range(100)])
-    assert opening[10:32].max() > 0.5      # first utterance (0.3 s .. 1.3 s)
-    assert opening[36:44].max() < 0.05     # closed after the client dropped
-    assert opening[48:66].max() > 0.5      # second client's WAV (from 1.8 s)
-    assert opening[75:].max() < 0.05       # and closed again
+    active = np.flatnonzero(opening > 0.5)
+    assert active.size and active[0] >= 5          # closed until the first client spoke
+    # The longest closed run between the two utterances: the client dropped, the mouth
+    # closed for the ~0.5 s until the second client connected.
+    gaps = np.diff(active) - 1
+    assert gaps.max() >= 8
+    split = active[np.argmax(gaps)]
+    assert split >= 25                              # after about 1 s of the first utterance
+    assert active[-1] < 92 and opening[active[-1] + 3:].max() < 0.05  # closed again
     assert not sock_path.exists()
