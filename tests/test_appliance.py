@@ -113,3 +113,25 @@ def test_runtime_sources_never_import_torch():
                  if any(line.lstrip().startswith(("import torch", "from torch", "import pnnx"))
                         for line in p.read_text().splitlines())]
     assert offenders == []
+
+
+def test_sigterm_stops_cleanly_and_the_recording_plays(model_fixtures, tmp_path):
+    import signal
+    import time
+    speech = tmp_path / "speech.wav"
+    write_wav(speech, speech_like(3.0), 16000)
+    out = tmp_path / "stopped.mp4"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runtime", "run", "--audio-model", str(model_fixtures[0]),
+         "--bundle", str(model_fixtures[1]), "--set", f"audio.files.playlist=[{speech}]",
+         "--set", "audio.files.loop=true", "--set", "display.sink=record",
+         "--set", f"display.record.path={out}"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(4)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=15)
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    streams = _ffprobe(out)
+    assert float(streams["video"]["duration"]) > 1.0
+    assert abs(float(streams["video"]["duration"]) - float(streams["audio"]["duration"])) < 0.1

@@ -202,6 +202,13 @@ def test_bad_enum(tmp_path, text, expected):
     assert errors_of(path) == [f"{path}:1: {expected}"]
 
 
+def test_unquoted_null_means_the_null_option(tmp_path):
+    # YAML reads `sink: null` as None; for these keys the word names an option, not "unset"
+    config = load_config(write(tmp_path, "user.yaml", "display: {sink: null, fallback: null}"))
+    assert (config.display.sink, config.display.fallback) == ("null", "null")
+    assert load_config(None, ["display.sink=null"]).display.sink == "null"
+
+
 def test_valid_values_are_accepted(tmp_path):
     path = write(tmp_path, "user.yaml", """
         audio:
