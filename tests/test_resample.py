@@ -10,7 +10,8 @@ from runtime.audio.resample import StreamingResampler
 
 
 def _noise(frames: int, channels: int, seed: int = 0) -> np.ndarray:
-    return (np.random.default_rng(seed).standard_normal((frames, channels)) * 0.3).astype(np.float32)
+    noise = np.random.default_rng(seed).standard_normal((frames, channels)) * 0.3
+    return noise.astype(np.float32)
 
 
 def _resample_in_chunks(samples: np.ndarray, rate: int, cuts, out_rate: int = 16000) -> np.ndarray:

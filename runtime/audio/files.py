@@ -43,6 +43,8 @@ class FilesSource(AudioSource):
         self._retry_interval_s = retry_interval_s
         # Lets close() cut short the wait of a read() on an unplayable playlist.
         self._closed = threading.Event()
+        # flush()/close() may come from a control thread while read() runs in the ingest one.
+        self._lock = threading.RLock()
         self._reported: dict[Path, str] = {}  # path -> last reason logged at warning level
         self._reset()
 
@@ -66,6 +68,16 @@ class FilesSource(AudioSource):
             log.warning("files source: the playlist is empty")
 
     def read(self, timeout_s: float) -> AudioChunk | None | type[SILENT]:
+        with self._lock:
+            result = self._next(timeout_s)
+        if isinstance(result, float):
+            # Nothing playable: wait outside the lock so flush()/close() are not held up.
+            self._closed.wait(result)
+            return SILENT
+        return result
+
+    def _next(self, timeout_s: float) -> AudioChunk | None | float:
+        """The next chunk, None at the end, or how long to wait before answering SILENT."""
         while True:
             if self._gap_left > 0:
                 return self._gap_chunk()
@@ -82,8 +94,7 @@ class FilesSource(AudioSource):
             if self._retry_at is not None:
                 wait_s = self._retry_at - self._clock()
                 if wait_s > 0:
-                    self._closed.wait(min(timeout_s, wait_s))
-                    return SILENT
+                    return float(min(timeout_s, wait_s))
                 self._retry_at = None
             reader = self._open_next()
             if reader is not None:
@@ -164,17 +175,22 @@ class FilesSource(AudioSource):
                           self._utterance)
 
     def flush(self) -> None:
+        with self._lock:
+            self._end_current_item()
+
+    def _end_current_item(self) -> None:
         if self._reader is not None:
             self._reader.close()
             self._reader = None
 
     def close(self) -> None:
         self._closed.set()
-        for reader in (self._reader, self._queued):
-            if reader is not None:
-                reader.close()
-        self._reader = self._queued = None
-        self._gap_left = 0
+        with self._lock:
+            for reader in (self._reader, self._queued):
+                if reader is not None:
+                    reader.close()
+            self._reader = self._queued = None
+            self._gap_left = 0
 
     def status(self) -> str:
         count = len(self._playlist)

@@ -55,7 +55,8 @@ class SpeechBuffer:
     def put(self, utterance: Utterance, samples: np.ndarray) -> bool:
         """Queue samples; blocks while the buffer is full. False: flushed or closed, stop."""
         with self._cond:
-            while not (utterance.cancelled or self._closed) and self._buffered_s() >= self.max_buffer_s:
+            while not (utterance.cancelled or self._closed) \
+                    and self._buffered_s() >= self.max_buffer_s:
                 self._cond.wait()
             if utterance.cancelled or self._closed:
                 return False

@@ -86,10 +86,12 @@ def parse_fmt_chunk(body: bytes, name: str) -> WavFormat:
     tag, channels, rate, _byte_rate, block_align, bits = struct.unpack("<HHIIHH", body[:16])
     if tag == WAVE_FORMAT_EXTENSIBLE:
         if len(body) < 40:
-            raise WavError(f"{name}: WAVE_FORMAT_EXTENSIBLE fmt chunk too short ({len(body)} bytes)")
+            raise WavError(f"{name}: WAVE_FORMAT_EXTENSIBLE fmt chunk too short "
+                           f"({len(body)} bytes)")
         tag = struct.unpack("<H", body[24:26])[0]
         if body[26:40] != _SUBFORMAT_GUID_TAIL:
-            raise WavError(f"{name}: unsupported WAVE_FORMAT_EXTENSIBLE subformat {body[24:40].hex()}")
+            raise WavError(f"{name}: unsupported WAVE_FORMAT_EXTENSIBLE subformat "
+                           f"{body[24:40].hex()}")
     if tag == WAVE_FORMAT_PCM:
         sample_format = _PCM_FORMATS.get(bits)
     elif tag == WAVE_FORMAT_IEEE_FLOAT:
@@ -212,8 +214,8 @@ class WavReader:
             self._file.close()
             raise
         if declared is not None and declared > available:
-            log.warning("%s: data chunk declares %d bytes, the file holds %d: playing what is there",
-                        self.name, declared, available)
+            log.warning("%s: data chunk declares %d bytes, the file holds %d: "
+                        "playing what is there", self.name, declared, available)
         data_bytes = available if declared is None else min(declared, available)
         self.frames = data_bytes // self.format.frame_bytes
         self._frames_left = self.frames
