@@ -51,4 +51,7 @@ def demo_overrides(args: argparse.Namespace) -> list[str] | None:
                  f"display.record.path={record}", "display.fallback=record"]
     if args.record:
         overrides.append("display.sink=record")
+    else:
+        # Sound too, where there is a speaker; without one the picture runs on its own clock.
+        overrides.append("audio.playback.enabled=true")
     return overrides

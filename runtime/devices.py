@@ -9,6 +9,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from .quiet import quiet_stderr
+
 AUDIO_EXTRA_HINT = 'PyAudio is not installed: pip install "edgemate[audio]" (needs portaudio19-dev)'
 
 
@@ -20,25 +22,12 @@ def _pyaudio():
     return pyaudio
 
 
-@contextlib.contextmanager
-def _quiet_stderr():
-    """PortAudio/ALSA print pages of probing noise on stderr; users need none of it."""
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def audio_devices() -> tuple[list[dict], str | None]:
     """[{name, inputs, outputs, rate}], or ([], reason) when PyAudio is missing or failing."""
     pyaudio = _pyaudio()
     if pyaudio is None:
         return [], AUDIO_EXTRA_HINT
-    with _quiet_stderr():
+    with quiet_stderr():
         pa = pyaudio.PyAudio()
     try:
         devices = []
@@ -73,14 +62,14 @@ def displays() -> tuple[list[str], str | None]:
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
     import pygame
     try:
-        with _quiet_stderr():
+        with quiet_stderr():
             pygame.display.init()
             sizes = pygame.display.get_desktop_sizes()
             driver = pygame.display.get_driver()
     except pygame.error as err:
         return [], f"no display: {err} (a console kiosk uses display.driver: kmsdrm)"
     finally:
-        with _quiet_stderr():
+        with quiet_stderr():
             pygame.display.quit()
     if driver in ("offscreen", "dummy"):  # SDL's stand-ins when nothing can be shown
         return [], (f"no display (SDL fell back to its '{driver}' driver; "

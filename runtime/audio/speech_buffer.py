@@ -44,10 +44,21 @@ class SpeechBuffer:
         self._cond = threading.Condition()
         self._queue: deque[Utterance] = deque()
         self._closed = False
+        self._generation = 0  # bumped by flush()
 
-    def begin(self, ident: int, rate: int, channels: int) -> Utterance:
-        utterance = Utterance(ident, rate, channels)
+    @property
+    def generation(self) -> int:
+        """Take it when a producer starts; begin() refuses it after a flush()."""
         with self._cond:
+            return self._generation
+
+    def begin(self, ident: int, rate: int, channels: int, generation: int) -> Utterance | None:
+        """A new utterance at the end of the queue; None if flushed or closed since
+        `generation` was taken (the producer must stop)."""
+        with self._cond:
+            if self._closed or generation != self._generation:
+                return None
+            utterance = Utterance(ident, rate, channels)
             self._queue.append(utterance)
             self._cond.notify_all()
         return utterance
@@ -110,6 +121,7 @@ class SpeechBuffer:
     def flush(self) -> None:
         """Drop every queued utterance and tell their producers to stop."""
         with self._cond:
+            self._generation += 1
             for utterance in self._queue:
                 utterance.cancelled = True
             self._queue.clear()

@@ -42,6 +42,9 @@ class _Prefixed:
         self._prefix, self._stream = prefix, stream
 
     def read(self, count: int = -1) -> bytes:
+        if count < 0:
+            part, self._prefix = self._prefix, b""
+            return part + self._stream.read()
         if self._prefix:
             part, self._prefix = self._prefix[:count], self._prefix[count:]
             return part
@@ -51,8 +54,10 @@ class _Prefixed:
 class _Feed:
     """The utterance being received: how to cut its producer off on flush()/close()."""
 
-    def __init__(self, ident: int, label: str, abort: Callable[[], None] | None) -> None:
+    def __init__(self, ident: int, label: str, abort: Callable[[], None] | None,
+                 generation: int) -> None:
         self.ident, self.label, self.abort = ident, label, abort
+        self.generation = generation  # of the speech buffer: a later flush() refuses it
         self.cancelled = threading.Event()
 
 
@@ -171,7 +176,7 @@ class StreamSource(AudioSource):
         return chunk
 
     def flush(self) -> None:
-        self._buffer.flush()
+        self._buffer.flush()  # also refuses the current feed's next begin()
         self._abort_current()
 
     def _abort_current(self) -> None:
@@ -208,7 +213,7 @@ class StreamSource(AudioSource):
             with self._state_lock:
                 ident = self._next_ident
                 self._next_ident += 1
-                feed = _Feed(ident, label or f"client {ident}", abort)
+                feed = _Feed(ident, label or f"client {ident}", abort, self._buffer.generation)
                 self._current = feed
                 # close() sets _stopping before it looks for a feed to abort: either it
                 # saw this feed or this feed sees _stopping.
@@ -257,7 +262,10 @@ class StreamSource(AudioSource):
                 samples = decoder.decode(data)
                 if len(samples):
                     if utterance is None:
-                        utterance = self._buffer.begin(feed.ident, rate, decoder.channels)
+                        utterance = self._buffer.begin(feed.ident, rate, decoder.channels,
+                                                       feed.generation)
+                        if utterance is None:
+                            break  # flushed or closed while this client was connecting
                         log.info("stream source: %s: utterance %d, %d Hz, %d ch, %s", feed.label,
                                  feed.ident, rate, decoder.channels, decoder.fmt)
                     if not self._buffer.put(utterance, samples):

@@ -295,7 +295,7 @@ class RecordSink(DisplaySink):
             self._message = f"recording failed: {exc}; nothing saved"
         finally:
             self._remove_temps()
-        log.info("%s", self._message)
+        log.debug("%s", self._message)
         return self._message
 
     def _finish(self) -> str:

@@ -14,6 +14,7 @@ import os
 import numpy as np
 
 from runtime.display.sink import DisplayError, DisplaySink
+from runtime.quiet import quiet_stderr
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,8 @@ class WindowSink(DisplaySink):
             # An earlier user initialised another driver; SDL only switches on a fresh init.
             pg.display.quit()
         if not pg.display.get_init():
-            pg.display.init()
+            with quiet_stderr():  # libwayland's probing noise; SDL's own errors raise
+                pg.display.init()
             self._we_initialised = True
         chosen = pg.display.get_driver()
         if self.driver == "auto" and chosen in _INVISIBLE and "SDL_VIDEODRIVER" not in os.environ:
