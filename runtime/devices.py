@@ -11,50 +11,46 @@ from pathlib import Path
 
 from .quiet import quiet_stderr
 
-AUDIO_EXTRA_HINT = 'PyAudio is not installed: pip install "edgemate[audio]" (needs portaudio19-dev)'
-
-
-def _pyaudio():
+def _open_pyaudio():
+    """(PyAudio instance, None) or (None, reason) when PyAudio is missing."""
+    from .audio.devices import load_pyaudio
+    from .audio.source import AudioSourceError
     try:
-        import pyaudio
-    except ImportError:
-        return None
-    return pyaudio
+        pyaudio = load_pyaudio(None, "listing audio devices")
+    except AudioSourceError as err:
+        return None, str(err)
+    with quiet_stderr():  # PortAudio/ALSA print pages of probing noise
+        return pyaudio.PyAudio(), None
 
 
-def audio_devices() -> tuple[list[dict], str | None]:
-    """[{name, inputs, outputs, rate}], or ([], reason) when PyAudio is missing or failing."""
-    pyaudio = _pyaudio()
-    if pyaudio is None:
-        return [], AUDIO_EXTRA_HINT
-    with quiet_stderr():
-        pa = pyaudio.PyAudio()
+def audio_devices(direction: str) -> tuple[list[str], str | None]:
+    """Names and rates of the input or output devices, or ([], reason)."""
+    from .audio.devices import list_devices
+    pa, reason = _open_pyaudio()
+    if pa is None:
+        return [], reason
     try:
-        devices = []
-        for index in range(pa.get_device_count()):
-            info = pa.get_device_info_by_index(index)
-            devices.append({"name": info["name"], "inputs": int(info["maxInputChannels"]),
-                            "outputs": int(info["maxOutputChannels"]),
-                            "rate": int(info["defaultSampleRate"])})
-        return devices, None
+        key = "maxInputChannels" if direction == "input" else "maxOutputChannels"
+        return [f"{d['name']} ({int(d[key])} ch, {int(d['defaultSampleRate'])} Hz)"
+                for d in list_devices(pa, direction)], None
     finally:
         pa.terminate()
 
 
 def find_input_device(substring: str) -> tuple[bool, str]:
-    devices, reason = audio_devices()
-    if reason:
+    """Whether the mic source would find its device, and a line saying which or why not."""
+    from .audio.devices import find_device
+    from .audio.source import AudioSourceError
+    pa, reason = _open_pyaudio()
+    if pa is None:
         return False, reason
-    inputs = [d for d in devices if d["inputs"] > 0]
-    if not inputs:
-        return False, "no audio input devices found"
-    if not substring:
-        return True, f"system default input ({len(inputs)} inputs present)"
-    match = [d for d in inputs if substring.lower() in d["name"].lower()]
-    if match:
-        return True, f"'{match[0]['name']}' at {match[0]['rate']} Hz"
-    return False, (f"no input device name contains '{substring}' "
-                   f"(inputs: {', '.join(d['name'] for d in inputs)})")
+    try:
+        info = find_device(pa, substring, "input")
+        return True, f"'{info['name']}' at {int(info['defaultSampleRate'])} Hz"
+    except AudioSourceError as err:
+        return False, str(err)
+    finally:
+        pa.terminate()
 
 
 def displays() -> tuple[list[str], str | None]:
@@ -104,13 +100,10 @@ def thermal_sensors() -> list[str]:
 
 
 def print_devices() -> int:
-    devices, reason = audio_devices()
-    print("Audio inputs:")
-    print(f"  {reason}" if reason else "\n".join(
-        f"  {d['name']} ({d['inputs']} ch, {d['rate']} Hz)" for d in devices if d["inputs"]) or "  none")
-    print("Audio outputs:")
-    print(f"  {reason}" if reason else "\n".join(
-        f"  {d['name']} ({d['outputs']} ch, {d['rate']} Hz)" for d in devices if d["outputs"]) or "  none")
+    for title, direction in (("Audio inputs", "input"), ("Audio outputs", "output")):
+        names, reason = audio_devices(direction)
+        print(f"{title}:")
+        print("\n".join(f"  {n}" for n in names) if names else f"  {reason or 'none'}")
     sizes, why = displays()
     print("Displays:")
     print("\n".join(f"  {s}" for s in sizes) if sizes else f"  {why}")

@@ -135,3 +135,40 @@ def test_sigterm_stops_cleanly_and_the_recording_plays(model_fixtures, tmp_path)
     streams = _ffprobe(out)
     assert float(streams["video"]["duration"]) > 1.0
     assert abs(float(streams["video"]["duration"]) - float(streams["audio"]["duration"])) < 0.1
+
+
+def test_the_speaker_is_the_master_clock(model_fixtures, tmp_path):
+    from fake_pyaudio import FakeBackend
+    from runtime.audio.playback import Player
+    speech = tmp_path / "speech.wav"
+    write_wav(speech, speech_like(3.0), 16000)
+    config = _config(model_fixtures, tmp_path, "display.sink=null", f"audio.files.playlist=[{speech}]",
+                     "audio.playback.enabled=true", "run.duration_s=2.0")
+    backend = FakeBackend()
+
+    class WithFakeSpeaker(Appliance):
+        def _make_speaker(self):
+            return Player(device="HDMI", extra_latency_ms=0, pyaudio_module=backend)
+
+    appliance = WithFakeSpeaker(config)
+    appliance.load()
+    appliance.open()
+    try:
+        report = appliance.run()
+    finally:
+        appliance.close()
+    assert appliance.clock.name == "playback"
+    assert report.frames_shown >= 40 and report.max_av_offset_ms < 40
+    # Everything the picture showed was played: the speaker got the timeline in order.
+    assert appliance.speaker.written_samples >= 2.0 * 16000
+
+
+def test_devices_lists_fake_hardware(capsys):
+    from unittest import mock
+    import fake_pyaudio
+    from runtime.cli import main
+    with mock.patch.dict(sys.modules, {"pyaudio": fake_pyaudio.FakeBackend()}):
+        assert main(["devices"]) == 0
+    out = capsys.readouterr().out
+    assert "USB PnP Sound Device" in out and "HDMI Speaker" in out
+    assert "Thermal sensors:" in out
