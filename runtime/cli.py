@@ -98,19 +98,14 @@ def _install_signal_handlers(appliance) -> None:
 
 
 def cmd_run(args: argparse.Namespace, extra: Sequence[str] = ()) -> int:
-    from .pipeline import Appliance
+    from .pipeline import Appliance, run_to_end
     config = _load(args, extra)
     _setup_logging(config.log.level, args.debug)
     appliance = Appliance(config, started_at=_STARTED_AT)
     _install_signal_handlers(appliance)
-    try:
-        appliance.load()
-        appliance.open()
-        report = appliance.run()
-    finally:
-        appliance.close()
-    if appliance.report.sink_note:
-        print(appliance.report.sink_note)
+    report = run_to_end(appliance)
+    if report.sink_note:
+        print(report.sink_note)
     log.info("stopped: %d frames shown, %d dropped, max picture-to-sound offset %.1f ms",
              report.frames_shown, report.frames_dropped, report.max_av_offset_ms)
     return 0

@@ -228,13 +228,11 @@ class Appliance:
                 "stats": None if stats is None else vars(stats)}
 
 
-def run_appliance(config: Config) -> tuple[int, RunReport | None]:
-    """Load, open, run, close; returns (exit code, report). Raises nothing for user errors."""
-    appliance = Appliance(config)
+def run_to_end(appliance: Appliance) -> RunReport:
+    """Load, open, run until done, close (always). Raises ApplianceError for user errors."""
     try:
         appliance.load()
         appliance.open()
-        report = appliance.run()
-        return 0, report
+        return appliance.run()
     finally:
         appliance.close()

@@ -11,7 +11,7 @@ import pytest
 from runtime.audio.wav import write_wav
 from runtime.bench import speech_like
 from runtime.config import load_config
-from runtime.pipeline import Appliance, ApplianceError
+from runtime.pipeline import Appliance, ApplianceError, run_to_end
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -61,12 +61,7 @@ def test_bad_playlist_items_are_skipped_and_the_rest_plays(model_fixtures, tmp_p
                      f"audio.files.playlist=[{tmp_path / 'missing.wav'}, {broken}, {good}]",
                      "audio.files.on_end=exit")
     appliance = Appliance(config)
-    appliance.load()
-    appliance.open()
-    try:
-        report = appliance.run()
-    finally:
-        appliance.close()
+    report = run_to_end(appliance)
     assert "missing.wav" in caplog.text and "broken.wav" in caplog.text
     # The good second of speech played (plus a frame or two of start-up).
     assert 24 <= report.frames_shown <= 30
@@ -151,12 +146,7 @@ def test_the_speaker_is_the_master_clock(model_fixtures, tmp_path):
             return Player(device="HDMI", extra_latency_ms=0, pyaudio_module=backend)
 
     appliance = WithFakeSpeaker(config)
-    appliance.load()
-    appliance.open()
-    try:
-        report = appliance.run()
-    finally:
-        appliance.close()
+    report = run_to_end(appliance)
     assert appliance.clock.name == "playback"
     assert report.frames_shown >= 40 and report.max_av_offset_ms < 40
     # Everything the picture showed was played: the speaker got the timeline in order.
