@@ -18,7 +18,8 @@ DEMO_RECORDING = "edgemate-demo.mp4"
 NO_DEFAULT_AVATAR = """\
 edgemate demo: no default avatar is installed yet ({missing} is missing).
 The default avatar and its speech clip ship with the renderer; until then the pipeline can
-be seen running on test fixtures (hand-wired models, not a product avatar):
+be seen running on test fixtures (hand-wired models, not a product avatar), from a
+source checkout:
   python -m tools.make_fixtures --out /tmp/edgemate-fixtures
   edgemate demo --bundle /tmp/edgemate-fixtures/avatars/fixture \\
                 --audio-model /tmp/edgemate-fixtures/audio/audio_fixture.yaml"""
