@@ -5,7 +5,7 @@ import threading
 
 import numpy as np
 
-from . import SAMPLES_PER_FRAME
+from . import SAMPLE_RATE, SAMPLES_PER_FRAME
 from .features import StreamingFbank
 from .models.audio_model import MOUTH_PARAMS, AudioModel
 from .stage_timer import StageTimer
@@ -101,4 +101,4 @@ class MouthAnalyzer:
         """Audio needed past a frame's end before its params exist (look-ahead + window)."""
         fb = self.model.fbank
         window_extra = (fb.frame_length_ms - fb.frame_shift_ms) / 1000
-        return self.model.lookahead_steps * SAMPLES_PER_FRAME / 16000 + window_extra
+        return self.model.lookahead_steps * SAMPLES_PER_FRAME / SAMPLE_RATE + window_extra

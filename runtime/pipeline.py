@@ -64,7 +64,11 @@ class Appliance:
         self._stop = threading.Event()
         self.report = RunReport()
         self.bundle: AvatarBundle | None = None
+        self.renderer: Renderer | None = None
+        self.quality: QualityPolicy | None = None
+        self.source: AudioSource | None = None
         self.sink: DisplaySink | None = None
+        self.scheduler_stats = None
         self.ingest: Ingest | None = None
         self.speaker = None
         self.clock = None
@@ -151,7 +155,7 @@ class Appliance:
     def close(self) -> None:
         if self.ingest is not None:
             self.ingest.stop()
-        for part in (self.source if hasattr(self, "source") else None, self.speaker):
+        for part in (self.source, self.speaker):
             if part is not None:
                 try:
                     part.close()
@@ -220,9 +224,9 @@ class Appliance:
         """Hook: the service layer sends READY=1 here."""
 
     def status(self) -> dict:
-        stats = getattr(self, "scheduler_stats", None)
-        return {"source": self.source.status() if hasattr(self, "source") else None,
-                "level": self.quality.level().label if hasattr(self, "quality") else None,
+        stats = self.scheduler_stats
+        return {"source": self.source.status() if self.source is not None else None,
+                "level": self.quality.level().label if self.quality is not None else None,
                 "clock": getattr(self.clock, "name", None),
                 "frames_shown": self.report.frames_shown, "dropped": self.report.frames_dropped,
                 "stats": None if stats is None else vars(stats)}
