@@ -6,8 +6,11 @@ PYTHON ?= python3
 VENV ?= .venv
 TEST_VENV ?= .venv-test
 SYSTEM_PACKAGES = python3-venv ffmpeg portaudio19-dev
+# The audio-model tools tests synthesize a tiny corpus (tests/test_tools_audio.py).
+# systemd: systemd-analyze for the unit's tests; procps: /bin/kill of the unit's ExecReload.
+TEST_SYSTEM_PACKAGES = espeak-ng libespeak-ng1 festival festvox-kallpc16k systemd procps
 
-.PHONY: demo test system-packages clean
+.PHONY: demo test system-packages test-system-packages clean
 
 system-packages:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
@@ -22,10 +25,10 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(VENV)/bin/pip install -q -e ".[audio]"
 	touch $@
 
-$(TEST_VENV)/.installed: setup.cfg pyproject.toml
+$(TEST_VENV)/.installed: setup.cfg pyproject.toml Makefile
 	$(PYTHON) -m venv $(TEST_VENV)
 	$(TEST_VENV)/bin/pip install -q --upgrade pip
-	$(TEST_VENV)/bin/pip install -q -e ".[audio,dev]"
+	$(TEST_VENV)/bin/pip install -q -e ".[audio,dev,tools]"
 	touch $@
 
 # Until the default avatar ships, `edgemate demo` says so and the pipeline is shown on
@@ -38,7 +41,10 @@ demo: system-packages $(VENV)/.installed
 	  $(VENV)/bin/edgemate demo --bundle .fixtures/avatars/fixture \
 	    --audio-model .fixtures/audio/audio_fixture.yaml; fi
 
-test: system-packages $(TEST_VENV)/.installed
+test-system-packages:
+	@$(MAKE) --no-print-directory system-packages SYSTEM_PACKAGES="$(SYSTEM_PACKAGES) $(TEST_SYSTEM_PACKAGES)"
+
+test: test-system-packages $(TEST_VENV)/.installed
 	$(TEST_VENV)/bin/python -m pytest -q
 
 clean:

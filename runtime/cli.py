@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -67,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
                        "demo clip, else synthetic speech-like bursts)")
 
     sub.add_parser("devices", help="audio inputs/outputs, displays, thermal sensors")
+
+    from .mouth_cli import add_parser as add_mouth_parser
+    add_mouth_parser(sub)  # mouth FILE.wav: six mouth parameters per 40 ms frame
+
+    from .control_client import add_parsers
+    add_parsers(sub)  # say, stop, status: clients of a running appliance's control socket
     return parser
 
 
@@ -89,21 +94,26 @@ def _load(args: argparse.Namespace, extra: Sequence[str] = ()):
     return load_config(args.config, [*_overrides(args), *extra])
 
 
-def _install_signal_handlers(appliance) -> None:
-    def stop(signum, frame):
-        log.info("signal %s: stopping", signal.Signals(signum).name)
-        appliance.stop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, stop)
-
-
 def cmd_run(args: argparse.Namespace, extra: Sequence[str] = ()) -> int:
-    from .pipeline import Appliance, run_to_end
+    from .sd_notify import Notifier
+    from .service import Service, install_signal_handlers
+    # Taken (and removed from the environment) first: no child may inherit NOTIFY_SOCKET.
+    notifier = Notifier.from_environment()
     config = _load(args, extra)
     _setup_logging(config.log.level, args.debug)
-    appliance = Appliance(config, started_at=_STARTED_AT)
-    _install_signal_handlers(appliance)
-    report = run_to_end(appliance)
+    first = [config]
+
+    def load_config():
+        # The first load is the one above; a SIGHUP reads the same file and --set again.
+        return first.pop() if first else _load(args, extra)
+
+    service = Service(load_config, started_at=_STARTED_AT, notifier=notifier)
+    install_signal_handlers(service)
+    try:
+        report = service.run()
+    finally:
+        notifier.stopping()
+        notifier.close()
     if report.sink_note:
         print(report.sink_note)
     log.info("stopped: %d frames shown, %d dropped, max picture-to-sound offset %.1f ms",
@@ -141,6 +151,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "devices":
             from .devices import print_devices
             return print_devices()
+        if args.command == "mouth":
+            from .mouth_cli import run_mouth
+            return run_mouth(args)
+        if args.command in ("say", "stop", "status"):
+            from .control_client import run_client
+            return run_client(args)
     except ConfigError as err:
         print(f"edgemate {args.command}: invalid configuration:\n{err}", file=sys.stderr)
         return EXIT_CONFIG

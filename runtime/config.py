@@ -17,7 +17,8 @@ from typing import Any, Sequence
 
 import yaml
 
-from .config_schema import (INVALID, AudioConfig, AvatarConfig, Config, DisplayConfig,
+from .config_schema import (INVALID, AudioConfig, AvatarConfig, Config, ControlConfig,
+                            DisplayConfig, ServiceConfig,
                             FilesConfig, LogConfig, MicConfig, ModelsConfig, PlaybackConfig,
                             Problems, RecordConfig, RenderConfig, RunConfig, Section,
                             StreamConfig, dotted, show, to_dict)
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 __all__ = ["ConfigError", "load_config", "to_dict", "profile_names", "Config", "LogConfig",
            "AudioConfig", "FilesConfig", "StreamConfig", "MicConfig", "PlaybackConfig",
            "ModelsConfig", "AvatarConfig", "RenderConfig", "DisplayConfig", "RecordConfig",
-           "RunConfig"]
+           "RunConfig", "ControlConfig", "ServiceConfig"]
 
 CONFIG_SUBDIR = "firmware_config"
 ROOT_PROFILE = "default"

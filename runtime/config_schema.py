@@ -362,6 +362,24 @@ class DisplayConfig:
 
 
 @dataclass(frozen=True)
+class ControlConfig:
+    enabled: bool = _spec(Bool())
+    socket: Path = _spec(FilePath(resolve=_socket_path))
+    socket_mode: int = _spec(OctalMode())
+    # loopback only: a remote door is never opened by a typo
+    tcp_host: str = _spec(Choice(options=("127.0.0.1", "::1")))
+    tcp_port: int | None = _spec(Int(nullable=True, lo=1024, hi=65535))
+    max_body_mb: float = _spec(Float(lo=0.01, hi=1024))
+    max_say_s: float = _spec(Float(lo=1, hi=3600))
+    client_idle_timeout_s: float = _spec(Float(lo=0.1, hi=600))
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    status_interval_s: float = _spec(Float(lo=0.5, hi=3600))
+
+
+@dataclass(frozen=True)
 class RunConfig:
     duration_s: float | None = _spec(Float(nullable=True, lo=0, lo_open=True))
 
@@ -376,6 +394,8 @@ class Config:
     avatar: AvatarConfig = _spec(Section(cls=AvatarConfig))
     render: RenderConfig = _spec(Section(cls=RenderConfig))
     display: DisplayConfig = _spec(Section(cls=DisplayConfig))
+    control: ControlConfig = _spec(Section(cls=ControlConfig))
+    service: ServiceConfig = _spec(Section(cls=ServiceConfig))
     run: RunConfig = _spec(Section(cls=RunConfig))
     # not a YAML key: filled in by the loader
     sources: tuple[Path, ...] = ()
@@ -392,4 +412,5 @@ def to_dict(config: Config) -> dict:
 
     result = plain(dataclasses.asdict(config))
     result["audio"]["stream"]["socket_mode"] = f"{config.audio.stream.socket_mode:04o}"
+    result["control"]["socket_mode"] = f"{config.control.socket_mode:04o}"
     return result

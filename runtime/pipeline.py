@@ -4,21 +4,25 @@
     clock -> scheduler -> track.get(k) -> renderer(level) -> compositor -> display sink
 
 Hardware comes from factory methods (`_make_source`, `_make_sink`, `_make_speaker`) that
-tests override with fakes.
+tests override with fakes. Pushed speech (`say`, the control socket's POST /say) goes through
+the same StreamSource as the `stream` source; over a files or mic source it pre-empts them
+while it plays (runtime/audio/preempt.py). The service layer (runtime/service.py) watches the
+loop through `tick` (once per shown frame) and `status()`; both stay cheap.
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import BinaryIO
 
-import numpy as np
-
-from . import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
+from . import SAMPLE_RATE, SAMPLES_PER_FRAME
 from .audio.ingest import Ingest, IngestSettings
 from .audio.source import AudioSource
+from .audio.stream import StreamSource
 from .audio.timeline import Timeline
 from .clock import CaptureClock, MonotonicClock, PlaybackClock
 from .config_schema import Config
@@ -54,10 +58,19 @@ class RunReport:
     levels: dict[str, int] = field(default_factory=dict)
 
 
+#: Frames over which the live frame rate is measured (2 s at 25 fps).
+_FPS_WINDOW = 50
+#: Seconds of per-second picture-to-sound offset maxima kept for status().
+_OFFSET_WINDOW_S = 60
+
+
 class Appliance:
-    def __init__(self, config: Config, *, started_at: float | None = None):
+    def __init__(self, config: Config, *, started_at: float | None = None,
+                 tick: Callable[[], None] | None = None):
         self.config = config
         self.started_at = time.monotonic() if started_at is None else started_at
+        # Called from the frame loop after every shown frame (watchdog, status): keep it cheap.
+        self._tick = tick
         self.timer = StageTimer()
         self.track = MouthTrack()
         self.timeline = Timeline()
@@ -72,6 +85,17 @@ class Appliance:
         self.ingest: Ingest | None = None
         self.speaker = None
         self.clock = None
+        self.pushed: StreamSource | None = None
+        self.scheduler: FrameScheduler | None = None
+        self._shown_at: deque[float] = deque(maxlen=_FPS_WINDOW)
+        # (whole second, max |offset| s in it): the recent picture-to-sound offset.
+        self._offsets: deque[list] = deque(maxlen=_OFFSET_WINDOW_S)
+        self._barge_at: float | None = None  # when a barge-in waits for its first cut frame
+        self._barge_cut = 0  # the first frame index after the cut
+        self._mouth_closed = threading.Event()  # set when that frame is shown
+        self.barge_in_latency_ms: float | None = None
+        self.barge_ins = 0
+        self.last_error: str | None = None
 
     # -- factories (tests override) -----------------------------------------------------
     def _make_source(self) -> AudioSource:
@@ -82,6 +106,14 @@ class Appliance:
         from .audio.playback import Player
         pb = self.config.audio.playback
         return Player(device=pb.device, extra_latency_ms=pb.extra_latency_ms)
+
+    def _make_pushed(self) -> StreamSource:
+        """The pushed-speech queue over a files or mic source; its socket is never opened
+        (only the control socket feeds it)."""
+        s = self.config.audio.stream
+        return StreamSource(socket_path=s.socket, raw_rate=s.raw_rate, raw_format=s.raw_format,
+                            raw_channels=s.raw_channels, prebuffer_ms=s.prebuffer_ms,
+                            max_buffer_s=s.max_buffer_s)
 
     def _make_sink(self) -> tuple[DisplaySink, str | None]:
         from .sinks import open_sink
@@ -116,6 +148,12 @@ class Appliance:
         from .display.sink import DisplayError
         cfg = self.config
         self.source = self._make_source()
+        if isinstance(self.source, StreamSource):
+            self.pushed = self.source  # POST /say and the speech socket: the same queue
+        else:
+            from .audio.preempt import PreemptingSource
+            self.pushed = self._make_pushed()
+            self.source = PreemptingSource(self.source, self.pushed)
         try:
             self.source.open()
         except AudioSourceError as err:
@@ -147,10 +185,35 @@ class Appliance:
     def stop(self) -> None:
         self._stop.set()
 
-    def barge_in(self) -> None:
-        """Stop speaking now: flush source, timeline, speaker, features, model, track."""
+    def barge_in(self, requested_at: float | None = None) -> None:
+        """Stop speaking now: flush source, timeline, speaker, features, model, track.
+
+        `requested_at` (monotonic) starts the latency measurement: it ends when the first
+        frame after the cut is shown (`barge_in_latency_ms`): a closed mouth, or whatever
+        comes next (a playlist's next item after its gap)."""
         if self.ingest is not None:
-            self.ingest.barge_in(int(self.clock.now_s() * SAMPLE_RATE))
+            heard = int(self.clock.now_s() * SAMPLE_RATE)
+            self.ingest.barge_in(heard)
+            self.barge_ins += 1
+            self._mouth_closed.clear()
+            # Frames from here on show the flushed state (closed mouth, or what comes next).
+            self._barge_cut = heard // SAMPLES_PER_FRAME + 1
+            self._barge_at = time.monotonic() if requested_at is None else requested_at
+
+    def wait_mouth_closed(self, timeout_s: float) -> float | None:
+        """After barge_in(): ms from the request to the closed mouth on screen, or None if
+        no such frame was shown within timeout_s."""
+        if self._mouth_closed.wait(timeout_s):
+            return self.barge_in_latency_ms
+        return None
+
+    def say(self, stream: BinaryIO, label: str | None = None,
+            abort: Callable[[], None] | None = None) -> int:
+        """Queue one utterance (WAV or raw PCM in the stream format) as pushed speech; blocks
+        until the stream ends. Returns the utterance id."""
+        if self.pushed is None:
+            raise ApplianceError("the appliance is not running")
+        return self.pushed.feed(stream, label, abort)
 
     def close(self) -> None:
         if self.ingest is not None:
@@ -171,7 +234,7 @@ class Appliance:
     def run(self) -> RunReport:
         """Blocks until stopped, the duration passes, or a non-looping playlist ends."""
         cfg, bundle = self.config, self.bundle
-        scheduler = FrameScheduler(self.clock.now_s)
+        scheduler = self.scheduler = FrameScheduler(self.clock.now_s)
         duration = cfg.run.duration_s
         fed_audio = 0
         feed_audio = getattr(self.sink, "feed_audio", None)
@@ -201,16 +264,22 @@ class Appliance:
                         upto = (frame + 1) * SAMPLES_PER_FRAME
                         feed_audio(self.timeline.read(fed_audio, upto))
                         fed_audio = upto
-                    self.sink.present(image, frame, dirty)
+                    self._present(image, frame, dirty)
                 scheduler.shown(frame, offset)
+                self._after_frame(frame, offset)
                 self.quality.observe(time.perf_counter() - started, scheduler.stats.dropped)
                 self.report.levels[level.label] = self.report.levels.get(level.label, 0) + 1
                 if self.report.start_to_first_frame_s is None:
                     self.report.start_to_first_frame_s = time.monotonic() - self.started_at
                     self.on_first_frame()
+                if self._tick is not None:
+                    self._tick()
                 if self.sink.poll_quit():
                     log.info("quit requested from the display")
                     break
+        except Exception as err:
+            self.last_error = str(err)
+            raise
         finally:
             stats = scheduler.stats
             self.report.frames_shown = stats.shown
@@ -220,16 +289,67 @@ class Appliance:
             self.scheduler_stats = stats
         return self.report
 
+    def _present(self, image, frame: int, dirty) -> None:
+        from .display.null import NullSink
+        from .display.sink import DisplayError
+        try:
+            self.sink.present(image, frame, dirty)
+        except DisplayError as err:
+            # A display that dies mid-run must not stop the speech: go on showing nothing
+            # (and say so); a restart of the service brings the display back.
+            self.last_error = f"display lost: {err}"
+            log.error("display lost (%s): going on without a picture", err)
+            note = self.sink.close()
+            self.report.sink_note = note or self.report.sink_note
+            self.sink = NullSink()
+            self.sink.open(self.bundle.frame_size)
+
+    def _after_frame(self, frame: int, offset_s: float) -> None:
+        now = time.monotonic()
+        self._shown_at.append(now)
+        second = int(now)
+        if self._offsets and self._offsets[-1][0] == second:
+            self._offsets[-1][1] = max(self._offsets[-1][1], abs(offset_s))
+        else:
+            self._offsets.append([second, abs(offset_s)])
+        if self._barge_at is not None and frame >= self._barge_cut:
+            self.barge_in_latency_ms = round((now - self._barge_at) * 1000, 1)
+            self._barge_at = None
+            self._mouth_closed.set()
+            log.info("barge-in: mouth closed %.0f ms after the request", self.barge_in_latency_ms)
+
     def on_first_frame(self) -> None:
         """Hook: the service layer sends READY=1 here."""
 
+    def fps(self) -> float:
+        shown = list(self._shown_at)
+        if len(shown) < 2 or time.monotonic() - shown[-1] > 1.0:
+            return 0.0  # nothing shown for a second: the loop is not running
+        return (len(shown) - 1) / (shown[-1] - shown[0])
+
     def status(self) -> dict:
-        stats = self.scheduler_stats
+        """A snapshot for the control socket and STATUS=; safe from any thread."""
+        stats = self.scheduler.stats if self.scheduler is not None else None
+        recent = [value for second, value in list(self._offsets)
+                  if second >= time.monotonic() - _OFFSET_WINDOW_S]
+        ingest_error = self.ingest.error if self.ingest is not None else None
+        # A record sink that stopped (disk full) keeps the appliance going: say why here.
+        sink_failure = getattr(self.sink, "failure", None)
         return {"source": self.source.status() if self.source is not None else None,
+                "pushed": self.pushed.status() if self.pushed is not None else None,
                 "level": self.quality.level().label if self.quality is not None else None,
                 "clock": getattr(self.clock, "name", None),
-                "frames_shown": self.report.frames_shown, "dropped": self.report.frames_dropped,
-                "stats": None if stats is None else vars(stats)}
+                "sink": getattr(self.sink, "name", None),
+                "fps": round(self.fps(), 2),
+                "frames_shown": stats.shown if stats else 0,
+                "dropped": stats.dropped if stats else 0,
+                "late_presents": stats.late_presents if stats else 0,
+                "max_av_offset_ms": round(stats.max_av_offset_s * 1000, 2) if stats else 0.0,
+                "recent_max_av_offset_ms": round(max(recent, default=0.0) * 1000, 2),
+                "barge_ins": self.barge_ins,
+                "barge_in_latency_ms": self.barge_in_latency_ms,
+                "last_error": ingest_error or self.last_error
+                or (f"recording stopped: {sink_failure}" if sink_failure else None)}
 
 
 def run_to_end(appliance: Appliance) -> RunReport:

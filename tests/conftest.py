@@ -1,5 +1,6 @@
 """Shared fixtures. Hardware is faked; ncnn models are the TEST FIXTURES of tools/make_fixtures."""
 import os
+import tempfile
 
 import pytest
 
@@ -7,6 +8,11 @@ import pytest
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+# Sockets (speech, control) of every appliance started by a test land in a directory of this
+# session, never in a running service's: subprocesses inherit it.
+os.environ["RUNTIME_DIRECTORY"] = tempfile.mkdtemp(prefix="edgemate-test-run-")
+# No test may talk to the systemd of the machine running it.
+os.environ.pop("NOTIFY_SOCKET", None)
 
 
 @pytest.fixture(scope="session")

@@ -135,7 +135,7 @@ def test_unknown_keys_list_what_is_allowed(tmp_path):
         """)
     assert errors_of(path) == [
         f"{path}:1: colour: unknown key 'colour' (allowed: log, audio, models, avatar, "
-        f"render, display, run)",
+        f"render, display, control, service, run)",
         f"{path}:4: render.speed: unknown key 'speed' (allowed: quality)"]
 
 

@@ -17,6 +17,7 @@ import multiprocessing
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -36,6 +37,20 @@ HEALTHY_AFTER_S = 10.0
 _CHILD_EXIT_GRACE_S = 0.3
 #: Poll period of the supervisor, bounding how late it notices close().
 _POLL_S = 0.05
+#: While backing off, the device nodes are looked at this often: a re-plugged USB mic
+#: (udev adds /dev/snd nodes) is retried at once instead of after a long back-off.
+_WATCH_S = 0.1
+_ALSA_NODES = "/dev/snd"
+
+
+def alsa_nodes() -> tuple[str, ...] | None:
+    """The ALSA device nodes now (None where there are none, e.g. macOS): a cheap hotplug
+    hint, since PortAudio itself lists devices only once, at init."""
+    import os
+    try:
+        return tuple(sorted(os.listdir(_ALSA_NODES)))
+    except OSError:
+        return None
 
 
 class MicSource(AudioSource):
@@ -52,7 +67,8 @@ class MicSource(AudioSource):
                  chunk_ms: int = 20, stall_timeout_s: float = 1.0,
                  reopen_backoff_s: float = 0.25, reopen_backoff_max_s: float = 5.0,
                  pyaudio_module: Any = None, isolation: str = "process",
-                 open_timeout_s: float = 5.0, queue_s: float = 2.0) -> None:
+                 open_timeout_s: float = 5.0, queue_s: float = 2.0,
+                 device_watch: Callable[[], Any] = alsa_nodes) -> None:
         if isolation not in ("process", "thread"):
             raise ValueError(f"isolation must be 'process' or 'thread', not {isolation!r}")
         if isolation == "process" and isinstance(pyaudio_module, ModuleType):
@@ -68,6 +84,7 @@ class MicSource(AudioSource):
         self.open_timeout_s = max(open_timeout_s, stall_timeout_s)
         self._backend = pyaudio_module
         self._isolation = isolation
+        self._device_watch = device_watch
         self._max_chunks = max(2, round(queue_s * 1000 / chunk_ms))
         self._cond = threading.Condition()
         self._chunks: deque[AudioChunk] = deque()
@@ -149,11 +166,23 @@ class MicSource(AudioSource):
             self._status = f"mic: reopening in {delay:.1f} s ({reason})"
             log.warning("mic: %s; reopening in %.1f s (attempt ran %.1f s)", reason, delay,
                         time.monotonic() - started)
-            if self._stop.wait(delay):
+            if self._wait_for_retry(delay):
                 break
             delay = min(delay * 2, self.reopen_backoff_max_s)
             self.reopen_count += 1
         self._opened.set()
+
+    def _wait_for_retry(self, delay: float) -> bool:
+        """Back off for `delay`, or less if the device nodes change; True = closing."""
+        before = self._device_watch()
+        deadline = time.monotonic() + delay
+        while (left := deadline - time.monotonic()) > 0:
+            if self._stop.wait(min(_WATCH_S, left)):
+                return True
+            if self._device_watch() != before:
+                log.info("mic: audio devices changed; retrying now")
+                return False
+        return False
 
     def _capture_once(self, first: bool) -> tuple[str, float]:
         """Run one capture child until it fails or stalls; (why it ended, seconds it delivered)."""

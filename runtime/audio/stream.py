@@ -187,6 +187,12 @@ class StreamSource(AudioSource):
             if current.abort is not None:
                 current.abort()
 
+    def active(self) -> bool:
+        """True while an utterance is being received or is still buffered (not yet all read)."""
+        head, _ = self._buffer.snapshot()
+        with self._state_lock:
+            return head is not None or self._current is not None
+
     def status(self) -> str:
         head, buffered_s = self._buffer.snapshot()
         with self._state_lock:

@@ -1,0 +1,248 @@
+"""`edgemate run` as a service: signals, reload, systemd notify, health, the control socket.
+
+    load config -> Appliance.load() -> open -> run (frame loop) -> close
+                     ^ SIGHUP: a new config and its models are loaded and checked while the
+                       old appliance keeps running; only a good one replaces it.
+
+- SIGTERM/SIGINT: STOPPING=1, the frame loop ends within a frame, devices close, the
+  record sink finishes its MP4.
+- SIGHUP: reload. A bad config or model file is logged (and shown by `edgemate status`),
+  and the running appliance goes on untouched. Changes under `control:` need a restart.
+- READY=1 after the models are loaded and the first frame is shown; STATUS= every
+  `service.status_interval_s`; WATCHDOG=1 from the frame loop, only when frames advance.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import __version__
+from .config_schema import Config
+from .health import process_usage, read_temperature_c
+from .pipeline import Appliance, ApplianceError, RunReport
+from .sd_notify import Notifier
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Totals:
+    """Counts over every appliance this service ran (reloads start a new one)."""
+
+    frames_shown: int = 0
+    frames_dropped: int = 0
+    barge_ins: int = 0
+    reloads: int = 0
+    reload_failures: int = 0
+    says: int = 0
+    says_rejected: int = 0
+
+
+class Service:
+    """Runs appliances until stopped. `load_config()` reads the config (again on SIGHUP)."""
+
+    def __init__(self, load_config: Callable[[], Config], *, started_at: float | None = None,
+                 notifier: Notifier | None = None,
+                 make_appliance: Callable[..., Appliance] = Appliance) -> None:
+        self._load_config = load_config
+        self.started_at = time.monotonic() if started_at is None else started_at
+        self.notifier = notifier if notifier is not None else Notifier(None)
+        self._make_appliance = make_appliance
+        self.totals = Totals()
+        self.config: Config | None = None
+        self.appliance: Appliance | None = None
+        self.state = "starting"
+        self.last_error: str | None = None
+        self.report = RunReport()
+        self._stopping = threading.Event()
+        self._reload_wanted = threading.Event()
+        self._reload_lock = threading.Lock()  # one reload at a time
+        self._next: Appliance | None = None  # a loaded replacement waiting for the swap
+        self._accounted: weakref.ref | None = None  # the last appliance added to the totals
+        self._ready_sent = False
+        self._next_status = 0.0
+        self.control = None
+
+    # -- lifecycle --------------------------------------------------------------------
+    def run(self) -> RunReport:
+        """Blocks until stopped or the run ends. Raises ApplianceError (exit 78/1)."""
+        self.config = self._load_config()
+        appliance = self._new_appliance(self.config)
+        appliance.load()  # bad models: exit 78 before anything opens
+        self._start_control()
+        try:
+            while True:
+                self.appliance = appliance
+                try:
+                    appliance.open()
+                    self.state = "running"
+                    self._apply_pending_stop(appliance)
+                    appliance.run()
+                finally:
+                    appliance.close()
+                    self._account(appliance)
+                replacement, self._next = self._next, None
+                if replacement is None or self._stopping.is_set():
+                    if replacement is not None:
+                        replacement.close()
+                    return self.report
+                appliance = replacement
+                self.notifier.ready(status="reloaded")
+        finally:
+            self.state = "stopped"
+            self._stop_control()
+
+    def _new_appliance(self, config: Config) -> Appliance:
+        appliance = self._make_appliance(config, started_at=self.started_at, tick=self._tick)
+        appliance.on_first_frame = self._first_frame  # READY=1: models loaded, frame shown
+        return appliance
+
+    def _apply_pending_stop(self, appliance: Appliance) -> None:
+        # A SIGTERM between two appliances must stop the new one too, and a reload that
+        # finished while this one was starting must replace it.
+        if self._stopping.is_set() or self._next is not None:
+            appliance.stop()
+
+    def _account(self, appliance: Appliance) -> None:
+        # Its counts are in the totals now: status() adds no more. A weak reference: holding
+        # the old appliance would keep its models and mapped template alive after a reload.
+        self._accounted = weakref.ref(appliance)
+        report = appliance.report
+        self.totals.frames_shown += report.frames_shown
+        self.totals.frames_dropped += report.frames_dropped
+        self.totals.barge_ins += appliance.barge_ins
+        self.report = report
+
+    def stop(self) -> None:
+        """From a signal handler: stop now (the loop ends within a frame)."""
+        if not self._stopping.is_set():
+            self._stopping.set()
+            self.state = "stopping"
+            self.notifier.stopping()
+        appliance = self.appliance
+        if appliance is not None:
+            appliance.stop()
+
+    # -- reload -----------------------------------------------------------------------
+    def request_reload(self) -> None:
+        """From a signal handler: load and check the new config in a thread, off the loop."""
+        if self._stopping.is_set():
+            return
+        threading.Thread(target=self.reload, name="edgemate-reload", daemon=True).start()
+
+    def reload(self) -> bool:
+        """Load the config again; swap appliances if it is good. False: kept the old one."""
+        with self._reload_lock:
+            self.notifier.reloading()
+            self.state = "reloading"
+            log.info("reloading the configuration")
+            replacement = None
+            try:
+                config = self._load_config()
+                replacement = self._new_appliance(config)
+                replacement.load()  # sha256 of every model file before ncnn sees it
+            except Exception as err:  # noqa: BLE001 - whatever is wrong, the old one runs on
+                self.totals.reload_failures += 1
+                self.last_error = f"reload rejected: {' '.join(str(err).split())}"
+                log.error("%s; the running configuration stays", self.last_error)
+                self.state = "running"
+                self.notifier.ready(status="reload rejected, running the previous configuration")
+                return False
+            if self.config is not None and config.control != self.config.control:
+                log.warning("control: settings changed; they take effect after a restart")
+            self.config = config
+            self.totals.reloads += 1
+            self.last_error = None
+            self._next = replacement
+            current = self.appliance
+            if current is not None:
+                current.stop()  # the run loop swaps in the replacement
+            return True
+
+    # -- systemd ----------------------------------------------------------------------
+    def _first_frame(self) -> None:
+        if not self._ready_sent:
+            self._ready_sent = True
+            self.notifier.ready(status=self.status_line())
+            log.info("ready: first frame shown %.2f s after start",
+                     time.monotonic() - self.started_at)
+
+    def _tick(self) -> None:
+        """Once per shown frame, from the frame loop: the frames advance, so ping."""
+        notifier = self.notifier
+        if notifier.watchdog_due():
+            notifier.watchdog()
+        now = time.monotonic()
+        if notifier.enabled and now >= self._next_status:
+            self._next_status = now + self.config.service.status_interval_s
+            notifier.status(self.status_line())
+
+    def status_line(self) -> str:
+        status = self.status()
+        temp = status["temperature_c"]
+        return (f"{status['fps']:.1f} fps, level {status['level']}, "
+                f"{'no sensor' if temp is None else f'{temp:.0f} C'}, {status['source']}")
+
+    # -- health -----------------------------------------------------------------------
+    def status(self) -> dict:
+        appliance = self.appliance
+        live = appliance.status() if appliance is not None else {}
+        counted = {} if self._accounted is not None and appliance is self._accounted() else live
+        shown = self.totals.frames_shown + counted.get("frames_shown", 0)
+        dropped = self.totals.frames_dropped + counted.get("dropped", 0)
+        result = {"version": __version__, "pid": os.getpid(), "state": self.state,
+                  "uptime_s": round(time.monotonic() - self.started_at, 1),
+                  "level": live.get("level"), "fps": live.get("fps", 0.0),
+                  "frames_shown": shown, "drops": dropped,
+                  "temperature_c": read_temperature_c(),
+                  "source": live.get("source"), "pushed": live.get("pushed"),
+                  "sink": live.get("sink"), "clock": live.get("clock"),
+                  "max_av_offset_ms": live.get("max_av_offset_ms", 0.0),
+                  "recent_max_av_offset_ms": live.get("recent_max_av_offset_ms", 0.0),
+                  "barge_ins": self.totals.barge_ins + counted.get("barge_ins", 0),
+                  "barge_in_latency_ms": live.get("barge_in_latency_ms"),
+                  "reloads": self.totals.reloads, "reload_failures": self.totals.reload_failures,
+                  "says": self.totals.says, "says_rejected": self.totals.says_rejected,
+                  "config": [str(path) for path in self.config.sources] if self.config else [],
+                  "last_error": live.get("last_error") or self.last_error}
+        result.update(process_usage())
+        return result
+
+    # -- control socket ---------------------------------------------------------------
+    def _start_control(self) -> None:
+        if not self.config.control.enabled:
+            log.info("control socket disabled (control.enabled: false)")
+            return
+        from .control import ControlServer
+        self.control = ControlServer(self, self.config.control)
+        try:
+            self.control.start()
+        except OSError as err:
+            self.control = None
+            raise ApplianceError(f"control socket: {err}") from None
+
+    def _stop_control(self) -> None:
+        if self.control is not None:
+            self.control.close()
+            self.control = None
+
+
+def install_signal_handlers(service: Service) -> None:
+    """SIGTERM/SIGINT stop, SIGHUP reloads. Handlers only set flags and start threads."""
+    def stop(signum, frame):
+        log.info("signal %s: stopping", signal.Signals(signum).name)
+        service.stop()
+
+    def reload(signum, frame):
+        log.info("signal SIGHUP: reloading the configuration")
+        service.request_reload()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, stop)
+    signal.signal(signal.SIGHUP, reload)

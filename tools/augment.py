@@ -1,0 +1,149 @@
+"""Make clean synthesized speech sound like what a kiosk microphone or TTS feed delivers.
+
+Each function takes 16 kHz mono float32 audio (and, where time changes, the phoneme segments)
+and returns new arrays; `random_chain` draws a whole chain from a numpy Generator, so a
+corpus variant is reproducible from (seed, utterance, variant). Resampling uses the runtime's
+own StreamingResampler, so "a 8 kHz source" sounds exactly as the appliance would hear it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from runtime import SAMPLE_RATE
+from runtime.audio.resample import StreamingResampler
+
+Segments = list[list]  # [start_s, end_s, symbol]
+INPUT_RATES = (8000, 11025, 22050, 32000, 44100, 48000)
+NOISE_KINDS = ("white", "pink", "brown", "hum", "babble")
+
+
+@dataclass(frozen=True)
+class AugmentSettings:
+    """Probabilities and ranges of the random chain (the recipe records them)."""
+
+    speed_p: float = 0.5
+    speed_range: tuple[float, float] = (0.8, 1.2)
+    lead_s: tuple[float, float] = (0.0, 1.0)
+    trail_s: tuple[float, float] = (0.1, 1.5)
+    reverb_p: float = 0.4
+    rt60_s: tuple[float, float] = (0.15, 0.8)
+    telephone_p: float = 0.15
+    rate_p: float = 0.3
+    noise_p: float = 0.75
+    snr_db: tuple[float, float] = (0.0, 30.0)
+    peak_dbfs: tuple[float, float] = (-30.0, 0.0)
+
+
+def _resample(audio: np.ndarray, in_rate: int, out_rate: int) -> np.ndarray:
+    resampler = StreamingResampler(in_rate, out_rate)
+    return np.concatenate([resampler.process(audio), resampler.finish()]).astype(np.float32)
+
+
+def change_speed(audio: np.ndarray, segments: Segments, factor: float) -> tuple[np.ndarray, Segments]:
+    """Play `factor` times faster (pitch moves with it, like tape); timings scale by 1/factor."""
+    # A rate on a 400 Hz grid keeps the resampler's phase table small (gcd >= 400).
+    in_rate = int(round(SAMPLE_RATE * factor / 400) * 400)
+    factor = in_rate / SAMPLE_RATE
+    out = _resample(audio, in_rate, SAMPLE_RATE) if in_rate != SAMPLE_RATE else audio.copy()
+    return out, [[s / factor, e / factor, p] for s, e, p in segments]
+
+
+def pad_silence(audio: np.ndarray, segments: Segments, lead_s: float,
+                trail_s: float) -> tuple[np.ndarray, Segments]:
+    lead = int(lead_s * SAMPLE_RATE)
+    out = np.concatenate([np.zeros(lead, np.float32), audio,
+                          np.zeros(int(trail_s * SAMPLE_RATE), np.float32)])
+    shift = lead / SAMPLE_RATE
+    return out, [[s + shift, e + shift, p] for s, e, p in segments]
+
+
+def reverb(audio: np.ndarray, rt60_s: float, rng: np.random.Generator) -> np.ndarray:
+    """Convolve with a synthetic room: direct path + exponentially decaying diffuse tail."""
+    length = int(rt60_s * SAMPLE_RATE)
+    t = np.arange(length) / SAMPLE_RATE
+    tail = rng.normal(0, 1, length) * np.exp(-6.9 * t / rt60_s)  # -60 dB at rt60
+    tail[: int(0.003 * SAMPLE_RATE)] = 0  # first reflections arrive a few ms after the direct path
+    rir = tail * rng.uniform(0.05, 0.3) / np.sqrt(np.sum(tail ** 2) + 1e-9)
+    rir[0] = 1.0
+    size = 1 << int(np.ceil(np.log2(len(audio) + length)))
+    wet = np.fft.irfft(np.fft.rfft(audio, size) * np.fft.rfft(rir, size), size)[: len(audio)]
+    return (wet * np.max(np.abs(audio)) / (np.max(np.abs(wet)) + 1e-9)).astype(np.float32)
+
+
+def telephone(audio: np.ndarray) -> np.ndarray:
+    """Narrow band 300-3400 Hz as through a phone line (and its 8 kHz sampling)."""
+    spectrum = np.fft.rfft(audio)
+    freqs = np.fft.rfftfreq(len(audio), 1 / SAMPLE_RATE)
+    gain = np.clip((freqs - 200) / 100, 0, 1) * np.clip((3600 - freqs) / 200, 0, 1)
+    band = np.fft.irfft(spectrum * gain, len(audio)).astype(np.float32)
+    return _resample(_resample(band, SAMPLE_RATE, 8000), 8000, SAMPLE_RATE)[: len(audio)]
+
+
+def through_rate(audio: np.ndarray, rate: int) -> np.ndarray:
+    """As if the source had been recorded at `rate` and the appliance resampled it to 16 kHz."""
+    if rate == SAMPLE_RATE:
+        return audio
+    out = _resample(_resample(audio, SAMPLE_RATE, rate), rate, SAMPLE_RATE)
+    return np.pad(out, (0, max(0, len(audio) - len(out))))[: len(audio)]
+
+
+def make_noise(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    if kind == "hum":
+        t = np.arange(n) / SAMPLE_RATE
+        base = rng.choice((50.0, 60.0))
+        tone = sum(np.sin(2 * np.pi * base * k * t + rng.uniform(0, 6)) / k for k in range(1, 8))
+        return (tone + 0.3 * rng.normal(0, 1, n)).astype(np.float32)
+    white = rng.normal(0, 1, n)
+    if kind == "white":
+        return white.astype(np.float32)
+    spectrum = np.fft.rfft(white)
+    freqs = np.maximum(np.fft.rfftfreq(n, 1 / SAMPLE_RATE), 20.0)
+    if kind == "pink":
+        shaped = spectrum / np.sqrt(freqs)
+    elif kind == "brown":
+        shaped = spectrum / freqs
+    else:  # babble-like: speech-band noise with a syllable-rate envelope, no phonemes
+        shaped = spectrum * np.exp(-0.5 * ((freqs - 500) / 600) ** 2)
+    noise = np.fft.irfft(shaped, n)
+    if kind == "babble":
+        t = np.arange(n) / SAMPLE_RATE
+        noise *= 0.6 + 0.4 * np.sin(2 * np.pi * rng.uniform(2, 5) * t + rng.uniform(0, 6))
+    return noise.astype(np.float32)
+
+
+def add_noise(audio: np.ndarray, snr_db: float, rng: np.random.Generator,
+              kind: str = "white") -> np.ndarray:
+    """Noise at `snr_db` below the speech power (measured where the speech is, not the pauses)."""
+    loud = np.abs(audio) > 0.05 * np.max(np.abs(audio)) if np.any(audio) else np.ones(len(audio), bool)
+    speech_power = np.mean(audio[loud] ** 2) if loud.any() else 1e-6
+    noise = make_noise(kind, len(audio), rng)
+    noise *= np.sqrt(speech_power / (np.mean(noise ** 2) + 1e-12) / 10 ** (snr_db / 10))
+    return (audio + noise).astype(np.float32)
+
+
+def set_peak(audio: np.ndarray, peak_dbfs: float) -> np.ndarray:
+    peak = np.max(np.abs(audio)) + 1e-9
+    return np.clip(audio * (10 ** (peak_dbfs / 20) / peak), -1, 1).astype(np.float32)
+
+
+def random_chain(audio: np.ndarray, segments: Segments, rng: np.random.Generator,
+                 settings: AugmentSettings = AugmentSettings(),
+                 light: bool = False) -> tuple[np.ndarray, Segments]:
+    """One random kiosk condition. `light`: only silence padding, mild noise and gain."""
+    s = settings
+    if not light and rng.random() < s.speed_p:
+        audio, segments = change_speed(audio, segments, rng.uniform(*s.speed_range))
+    audio, segments = pad_silence(audio, segments, rng.uniform(*s.lead_s), rng.uniform(*s.trail_s))
+    if not light and rng.random() < s.reverb_p:
+        audio = reverb(audio, rng.uniform(*s.rt60_s), rng)
+    if not light and rng.random() < s.telephone_p:
+        audio = telephone(audio)
+    elif not light and rng.random() < s.rate_p:
+        audio = through_rate(audio, int(rng.choice(INPUT_RATES)))
+    if light:
+        audio = add_noise(audio, rng.uniform(25, 45), rng, "white")
+    elif rng.random() < s.noise_p:
+        audio = add_noise(audio, rng.uniform(*s.snr_db), rng, str(rng.choice(NOISE_KINDS)))
+    return set_peak(audio, rng.uniform(*s.peak_dbfs)), segments

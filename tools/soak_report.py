@@ -1,0 +1,104 @@
+"""The soak report: a per-minute plot (PNG) and a Markdown summary with the verdict."""
+from __future__ import annotations
+
+import io
+import os
+import statistics
+from pathlib import Path
+
+from runtime import FPS
+
+#: One video frame: a picture-to-sound offset this large fails the soak.
+FRAME_MS = 1000 / FPS
+#: RSS may grow this much (fraction) from the end of the warm-up to the end of the run.
+RSS_GROWTH_LIMIT = 0.05
+
+
+def warmup_minutes(minutes: int) -> int:
+    """The first 10 % of a run (at least its first minute): start-up, the first use of every
+    action, allocator pools and timing rings filling up."""
+    return max(1, -(-minutes // 10))
+
+
+def verdict(rows: list[dict], failures: list[str]) -> list[str]:
+    """Problems found (empty = PASS). RSS: the last warm-up minute against the mean of the
+    final 10 % (one minute's median RSS jitters by about 1 MB); fds: the last minute's
+    lowest count against the warm-up's."""
+    problems = list(failures)
+    if len(rows) >= 2:
+        warm = warmup_minutes(len(rows))
+        base = rows[min(warm, len(rows) - 1) - 1]
+        tail = rows[-max(1, len(rows) // 10):]
+        final_rss = statistics.mean(row["rss_mb"] for row in tail)
+        if final_rss > base["rss_mb"] * (1 + RSS_GROWTH_LIMIT):
+            problems.append(f"RSS grew {100 * (final_rss / base['rss_mb'] - 1):.1f} % after the "
+                            f"warm-up ({base['rss_mb']} -> {final_rss:.1f} MB)")
+        if rows[-1]["open_fds"] > base["open_fds"]:
+            problems.append(f"open fds grew from {base['open_fds']} to {rows[-1]['open_fds']}")
+    for row in rows:
+        if row["max_av_offset_ms"] >= FRAME_MS:
+            problems.append(f"minute {row['minute']}: picture-to-sound offset "
+                            f"{row['max_av_offset_ms']} ms (one frame = {FRAME_MS:.0f} ms)")
+    return problems
+
+
+def plot(rows: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")  # no display on a soak box
+    import matplotlib.pyplot as plt
+    minutes = [row["minute"] for row in rows]
+    figure, axes = plt.subplots(4, 1, figsize=(9, 10), sharex=True)
+    panels = [("rss_mb", "RSS (MB)"), ("open_fds", "open fds, playlist files aside (min of the minute)"),
+              ("dropped", "frames dropped per minute"),
+              ("max_av_offset_ms", "max picture-to-sound offset (ms)")]
+    for axis, (key, label) in zip(axes, panels):
+        axis.plot(minutes, [row[key] for row in rows], marker="o", markersize=3)
+        axis.set_ylabel(label, fontsize=8)
+        axis.grid(alpha=0.3)
+    base = rows[min(warmup_minutes(len(rows)), len(rows)) - 1]["rss_mb"]
+    axes[0].axhline(base * (1 + RSS_GROWTH_LIMIT), color="red", linestyle="--", linewidth=0.8,
+                    label="limit: +5 % over the end of the warm-up")
+    axes[0].legend(fontsize=8)
+    axes[0].set_ylim(0, max(row["rss_mb"] for row in rows) * 1.2)
+    axes[1].set_ylim(0, max(row["open_fds"] for row in rows) + 5)
+    axes[3].axhline(FRAME_MS, color="red", linestyle="--", linewidth=0.8, label="one frame")
+    axes[3].set_ylim(0, max(FRAME_MS * 1.3, max(row["max_av_offset_ms"] for row in rows) * 1.1))
+    axes[3].legend(fontsize=8)
+    axes[-1].set_xlabel("minute")
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+
+
+def summary(soak, stop_s: float | None) -> str:
+    rows, problems = soak.rows, soak.verdict()
+    barge = sorted(soak.barge_ms_all)
+    out = io.StringIO()
+    out.write(f"# Soak report: {len(rows)} minutes\n\n")
+    out.write(f"`python -m tools.soak --minutes {len(rows)}` on {os.cpu_count()} CPUs "
+              f"(load average over the run up to {max((r['load_avg_1m'] for r in rows), default=0)}); "
+              f"models: `{soak.audio_model}`, `{soak.bundle}`.\n\n")
+    if rows:
+        first, last = rows[0], rows[-1]
+        out.write("| figure | value |\n|---|---|\n")
+        warm = rows[min(warmup_minutes(len(rows)), len(rows)) - 1]
+        out.write(f"| RSS minute 1 / end of warm-up (minute {warm['minute']}) / last | "
+                  f"{first['rss_mb']} / {warm['rss_mb']} / {last['rss_mb']} MB "
+                  f"(peak {max(r['rss_mb'] for r in rows)}) |\n")
+        out.write(f"| open fds minute 1 -> last | {first['open_fds']} -> {last['open_fds']} |\n")
+        out.write(f"| frames shown / dropped | {sum(r['frames_shown'] for r in rows)} / "
+                  f"{sum(r['dropped'] for r in rows)} |\n")
+        out.write(f"| max picture-to-sound offset | {max(r['max_av_offset_ms'] for r in rows)} ms |\n")
+        if barge:
+            out.write(f"| barge-in, request to first cut frame on screen | median "
+                      f"{statistics.median(barge):.0f} ms, max {barge[-1]:.0f} ms "
+                      f"({len(barge)} barge-ins) |\n")
+        out.write(f"| actions | {last['says']} says, {last['stops']} stops, {last['reloads']} "
+                  f"reloads, {last['bad_reloads']} rejected reloads, {last['client_drops']} "
+                  f"dropped clients, {last['malformed']} malformed bodies |\n")
+        if stop_s is not None:
+            out.write(f"| SIGTERM to exit | {stop_s:.2f} s |\n")
+    out.write("\n" + ("PASS" if not problems else "FAIL:\n- " + "\n- ".join(problems)) + "\n")
+    out.write("\nPer minute: [soak.csv](soak.csv); plot: ![soak](soak.png)\n")
+    return out.getvalue()

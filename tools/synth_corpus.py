@@ -1,0 +1,359 @@
+"""Synthesized speech with exact phoneme timing: the audio model's training corpus.
+
+    python -m tools.synth_corpus --out /work/cache/corpus [--seed 0] [--train 3600 --test 300]
+
+Two engines:
+- espeak-ng through its C library (ctypes; `libespeak-ng.so.1`), initialised with phoneme
+  events in IPA: every phoneme arrives with its sample position in the audio, so its timing
+  is exact. English (several accents) and Mandarin (pinyin with tone numbers), many voice
+  variants, speaking rates, pitches and pitch ranges.
+- festival (`festival -b` on a generated script), which saves segment end times per
+  utterance: the HTS voice cmu_us_slt_arctic_hts and the diphone voice kal_diphone.
+
+The split is by voice: a voice is (engine, accent, variant); test voices (`TEST_VARIANTS`,
+festival `kal_diphone`) are never heard in training. Test utterances also use sentences never
+said in training (every fifth line of the sentence files). The plan of utterances is a pure
+function of the seed, and each utterance is a pure function of its plan entry (espeak-ng keeps
+state between utterances, so each one is synthesized in a freshly forked process); an
+utterance already on disk is skipped, so an interrupted run resumes.
+Output per utterance: `wav/ID.wav` (16 kHz mono PCM16, resampled with the runtime's
+resampler) and `meta/ID.json` (text, voice, settings, phoneme segments in seconds).
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import logging
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from multiprocessing import Pool
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from runtime import SAMPLE_RATE
+from runtime.audio.resample import StreamingResampler
+from runtime.audio.wav import read_wav, write_wav
+
+log = logging.getLogger(__name__)
+
+DATA_DIR = Path(__file__).parent / "data"
+ESPEAK_ACCENTS = {
+    "en": ("en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc", "en-gb-x-gbclan"),
+    "cmn": ("cmn-latn-pinyin",),
+}
+TRAIN_VARIANTS = ("m1", "m2", "m3", "m5", "m6", "m7", "f1", "f3", "f4", "f5", "klatt", "klatt2",
+                  "Alex", "Annie", "adam", "anika", "benjamin", "caleb", "david", "edward",
+                  "linda", "max", "paul", "robert", "steph", "travis", "zac", "belinda")
+TEST_VARIANTS = ("f2", "m4", "klatt3", "Andrea", "john")
+FESTIVAL_VOICES = {"train": ("cmu_us_slt_arctic_hts",), "test": ("kal_diphone",)}
+#: Share of utterances per source in each split.
+SOURCE_SHARES = (("espeak-en", 0.55), ("espeak-cmn", 0.3), ("festival-en", 0.15))
+FESTIVAL_BATCH = 25
+
+# espeak-ng API constants (speak_lib.h).
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+_INIT_PHONEME_EVENTS, _INIT_PHONEME_IPA = 0x0001, 0x0002
+_EVENT_END_OF_LIST, _EVENT_PHONEME = 0, 7
+_CHARS_UTF8 = 1
+_RATE, _PITCH, _RANGE = 1, 3, 4
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One planned utterance; everything needed to synthesize it again."""
+
+    id: str
+    split: str
+    engine: str  # espeak | festival
+    table: str  # which phoneme table of tools.visemes reads its segments
+    voice: str
+    text: str
+    rate_wpm: int = 175  # espeak only
+    pitch: int = 50  # espeak only (0-100)
+    pitch_range: int = 50  # espeak only (0-100)
+    stretch: float = 1.0  # festival Duration_Stretch
+
+
+def read_sentences(name: str) -> list[str]:
+    lines = (DATA_DIR / name).read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def sentence_split(sentences: Sequence[str], split: str) -> list[str]:
+    """Every fifth sentence is a test sentence."""
+    return [s for n, s in enumerate(sentences) if (n % 5 == 4) == (split == "test")]
+
+
+def plan(seed: int, train: int, test: int) -> list[Utterance]:
+    """The whole corpus as a deterministic function of the seed."""
+    rng = random.Random(seed)
+    texts = {"en": read_sentences("sentences_en.txt"), "cmn": read_sentences("sentences_cmn.txt")}
+    utterances = []
+    for split, count in (("train", train), ("test", test)):
+        variants = TRAIN_VARIANTS if split == "train" else TEST_VARIANTS
+        for n in range(count):
+            pick = rng.random()
+            source = _pick_source(pick)
+            lang = "cmn" if source == "espeak-cmn" else "en"
+            pool = sentence_split(texts[lang], split)
+            text = " ".join(rng.sample(pool, rng.choice((1, 1, 2))))
+            uid = f"{split}-{n:05d}"
+            if source == "festival-en":
+                utterances.append(Utterance(uid, split, "festival", "festival-en",
+                                            rng.choice(FESTIVAL_VOICES[split]), text,
+                                            stretch=round(rng.uniform(0.8, 1.3), 3)))
+            else:
+                voice = f"{rng.choice(ESPEAK_ACCENTS[lang])}+{rng.choice(variants)}"
+                utterances.append(Utterance(uid, split, "espeak", source, voice, text,
+                                            rate_wpm=rng.randint(120, 240), pitch=rng.randint(15, 85),
+                                            pitch_range=rng.randint(20, 90)))
+    return utterances
+
+
+def _pick_source(pick: float) -> str:
+    """The source whose cumulative share first exceeds `pick` (the last one takes the rest)."""
+    total = 0.0
+    for name, share in SOURCE_SHARES[:-1]:
+        total += share
+        if pick < total:
+            return name
+    return SOURCE_SHARES[-1][0]
+
+
+class _EspeakEvent(ctypes.Structure):
+    class _Id(ctypes.Union):
+        _fields_ = [("number", ctypes.c_int), ("name", ctypes.c_char_p),
+                    ("string", ctypes.c_char * 8)]
+    _fields_ = [("type", ctypes.c_int), ("unique_identifier", ctypes.c_uint),
+                ("text_position", ctypes.c_int), ("length", ctypes.c_int),
+                ("audio_position", ctypes.c_int), ("sample", ctypes.c_int),
+                ("user_data", ctypes.c_void_p), ("id", _Id)]
+
+
+_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
+                             ctypes.POINTER(_EspeakEvent))
+
+
+class Espeak:
+    """espeak-ng in synchronous mode: synth() returns (int16 samples, [(sample, phoneme)])."""
+
+    def __init__(self) -> None:
+        self._lib = ctypes.CDLL("libespeak-ng.so.1")
+        self.rate = self._lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, None,
+                                                _INIT_PHONEME_EVENTS | _INIT_PHONEME_IPA)
+        if self.rate <= 0:
+            raise RuntimeError("espeak_Initialize failed (is espeak-ng-data installed?)")
+        self._chunks: list[bytes] = []
+        self._events: list[tuple[int, str]] = []
+        # Keep the ctypes callback object alive as long as the library may call it.
+        self._callback = _CALLBACK(self._on_audio)
+        self._lib.espeak_SetSynthCallback(self._callback)
+
+    def _on_audio(self, wav, count, events) -> int:
+        if wav and count > 0:
+            self._chunks.append(ctypes.string_at(wav, count * 2))
+        i = 0
+        while events[i].type != _EVENT_END_OF_LIST:
+            if events[i].type == _EVENT_PHONEME:
+                self._events.append((events[i].sample,
+                                     events[i].id.string.decode("utf-8", "replace")))
+            i += 1
+        return 0
+
+    def synth(self, utt: Utterance) -> tuple[np.ndarray, list[tuple[int, str]]]:
+        if self._lib.espeak_SetVoiceByName(utt.voice.encode()) != 0:
+            raise RuntimeError(f"espeak-ng has no voice {utt.voice}")
+        for parameter, value in ((_RATE, utt.rate_wpm), (_PITCH, utt.pitch), (_RANGE, utt.pitch_range)):
+            self._lib.espeak_SetParameter(parameter, value, 0)
+        self._chunks, self._events = [], []
+        text = utt.text.encode("utf-8")
+        err = self._lib.espeak_Synth(text, len(text) + 1, 0, 0, 0, _CHARS_UTF8, None, None)
+        if err != 0:
+            raise RuntimeError(f"espeak_Synth failed with {err}")
+        return np.frombuffer(b"".join(self._chunks), np.int16), list(self._events)
+
+
+def espeak_segments(events: list[tuple[int, str]], total: int, rate: int) -> list[list]:
+    """Phoneme starts -> [start_s, end_s, symbol]; each phoneme ends where the next starts."""
+    segments = []
+    marks = [(pos, name) for pos, name in events if not name.startswith("(")] + [(total, "")]
+    for (start, name), (end, _) in zip(marks, marks[1:]):
+        if end > start:
+            segments.append([start / rate, end / rate, name])
+    return segments
+
+
+def to_16k(samples: np.ndarray, rate: int) -> np.ndarray:
+    """Any rate to 16 kHz with the runtime's own resampler (what the appliance does)."""
+    if rate == SAMPLE_RATE:
+        return samples.astype(np.float32)
+    resampler = StreamingResampler(rate, SAMPLE_RATE)
+    return np.concatenate([resampler.process(samples), resampler.finish()])
+
+
+def _save(out: Path, utt: Utterance, audio: np.ndarray, segments: list[list]) -> None:
+    write_wav(out / "wav" / f"{utt.id}.wav", audio, SAMPLE_RATE)
+    meta = {**asdict(utt), "duration_s": len(audio) / SAMPLE_RATE, "segments": segments}
+    tmp = out / "meta" / f"{utt.id}.json.tmp"
+    tmp.write_text(json.dumps(meta, ensure_ascii=False))
+    tmp.rename(tmp.with_suffix(""))  # the .json appears only when the utterance is complete
+
+
+def _synth_espeak(job: tuple[Path, Utterance]) -> int:
+    """Synthesize one utterance in a forked child of this (pool worker) process.
+
+    espeak-ng keeps state from one utterance to the next (durations and waveforms change with
+    what was said before), so only a process that has never synthesized anything makes an
+    utterance a pure function of its plan entry. This worker never initialises espeak-ng
+    itself; each child does, once, and exits.
+    """
+    out, utt = job
+    pid = os.fork()
+    if pid == 0:  # the child: never return into the pool's machinery
+        code = 1
+        try:
+            espeak = Espeak()
+            pcm, events = espeak.synth(utt)
+            audio = to_16k(pcm.astype(np.float32) / 32768.0, espeak.rate)
+            _save(out, utt, audio, espeak_segments(events, len(pcm), espeak.rate))
+            code = 0
+        except BaseException as err:  # reported by the parent through the exit code
+            print(f"espeak-ng failed on {utt.id} ({utt.voice}): {err}", file=sys.stderr)
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"espeak-ng synthesis of {utt.id} ({utt.voice}) failed")
+    return 1
+
+
+def _festival_script(jobs: Sequence[Utterance], work: Path) -> str:
+    lines = []
+    for utt in jobs:
+        text = utt.text.replace("\\", " ").replace('"', " ")
+        lines += [f"(voice_{utt.voice})", f"(Parameter.set 'Duration_Stretch {utt.stretch})",
+                  f'(set! utt (utt.synth (Utterance Text "{text}")))',
+                  f'(utt.save.wave utt "{work / utt.id}.wav" \'riff)',
+                  f'(utt.save.segs utt "{work / utt.id}.segs")']
+    return "\n".join(lines) + "\n"
+
+
+def read_festival_segs(path: Path) -> list[list]:
+    """xlabel file (header, '#', then 'end_time colour phone') -> [start_s, end_s, phone]."""
+    segments, start, body = [], 0.0, False
+    for line in path.read_text().splitlines():
+        if line.strip() == "#":
+            body = True
+            continue
+        parts = line.split()
+        if body and len(parts) >= 3:
+            end = float(parts[0])
+            if end > start:
+                segments.append([start, end, parts[2]])
+            start = end
+    return segments
+
+
+def _synth_festival(job: tuple[Path, list[Utterance]]) -> int:
+    out, utts = job
+    with tempfile.TemporaryDirectory(prefix="festival-") as tmp:
+        work = Path(tmp)
+        (work / "batch.scm").write_text(_festival_script(utts, work))
+        subprocess.run(["festival", "-b", str(work / "batch.scm")], check=True,
+                       capture_output=True, timeout=600)
+        for utt in utts:
+            samples, rate = read_wav(work / f"{utt.id}.wav")
+            audio = to_16k(samples[:, 0], rate)
+            _save(out, utt, audio, read_festival_segs(work / f"{utt.id}.segs"))
+    return len(utts)
+
+
+class _SerialPool:
+    """Pool stand-in that runs in this process (workers=1: no fork, easy to debug)."""
+
+    def imap_unordered(self, func, items, chunksize=1):
+        return map(func, items)
+
+    imap = imap_unordered
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+
+def _worker_init() -> None:
+    # A forked worker inherits the parent's Python signal handlers (an application or test
+    # may have set SIGTERM to "stop gracefully"); Pool.terminate() relies on SIGTERM killing.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled by the parent
+
+
+def worker_pool(workers: int):
+    """multiprocessing.Pool for workers > 1, else an in-process stand-in."""
+    return Pool(workers, initializer=_worker_init) if workers > 1 else _SerialPool()
+
+
+def synthesize(out: Path, utterances: Sequence[Utterance], workers: int = 2,
+               progress: bool = True) -> int:
+    """Synthesize whatever of `utterances` is not on disk yet; returns how many were made."""
+    from tqdm import tqdm
+
+    (out / "wav").mkdir(parents=True, exist_ok=True)
+    (out / "meta").mkdir(parents=True, exist_ok=True)
+    todo = [u for u in utterances if not (out / "meta" / f"{u.id}.json").exists()]
+    espeak = [(out, u) for u in todo if u.engine == "espeak"]
+    festival = [u for u in todo if u.engine == "festival"]
+    batches = [(out, festival[i:i + FESTIVAL_BATCH]) for i in range(0, len(festival), FESTIVAL_BATCH)]
+    log.info("%d of %d utterances to synthesize", len(todo), len(utterances))
+    done = 0
+    with tqdm(total=len(todo), disable=not progress, desc="synth") as bar:
+        # festival runs as its own process per batch (and is deterministic): no pool needed
+        # beyond the parallelism; espeak-ng needs a clean process per utterance.
+        with worker_pool(workers) as pool:
+            for count in pool.imap_unordered(_synth_festival, batches):
+                done += count
+                bar.update(count)
+        if espeak:
+            # Always real worker processes (even for one): _synth_espeak forks per utterance,
+            # which must not happen in a many-threaded parent such as a test runner.
+            with Pool(max(1, workers), initializer=_worker_init) as pool:
+                for count in pool.imap_unordered(_synth_espeak, espeak, chunksize=8):
+                    done += count
+                    bar.update(count)
+    (out / "plan.json").write_text(json.dumps([asdict(u) for u in utterances], ensure_ascii=False))
+    return done
+
+
+def load_corpus(out: Path, split: str | None = None) -> list[dict]:
+    """Metadata of every synthesized utterance (optionally one split), in plan order."""
+    metas = [json.loads(p.read_text(encoding="utf-8")) for p in sorted((out / "meta").glob("*.json"))]
+    return [m for m in metas if split is None or m["split"] == split]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.synth_corpus", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("/work/cache/corpus"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train", type=int, default=3600, help="training utterances")
+    parser.add_argument("--test", type=int, default=300, help="held-out-voice utterances")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    made = synthesize(args.out, plan(args.seed, args.train, args.test), args.workers)
+    log.info("synthesized %d utterances into %s", made, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
