@@ -38,8 +38,7 @@ demo: system-packages $(VENV)/.installed
 	  $(VENV)/bin/edgemate demo || true; \
 	  echo "--- showing the pipeline on TEST FIXTURES instead ---"; \
 	  $(VENV)/bin/python -m tools.make_fixtures --out .fixtures >/dev/null && \
-	  $(VENV)/bin/edgemate demo --bundle .fixtures/avatars/fixture \
-	    --audio-model .fixtures/audio/audio_fixture.yaml; fi
+	  $(VENV)/bin/edgemate demo --bundle .fixtures/avatars/fixture; fi
 
 test-system-packages:
 	@$(MAKE) --no-print-directory system-packages SYSTEM_PACKAGES="$(SYSTEM_PACKAGES) $(TEST_SYSTEM_PACKAGES)"

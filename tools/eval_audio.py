@@ -278,7 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for wav in ("speech_a_16k.wav", "speech_b_16k.wav"):
         if (args.external / wav).exists():
             result["recordings"].append(evaluate_recording(
-                model, args.external / wav, out_dir / f"EVAL_{Path(wav).stem}.png"))
+                # Named by letter: the external files' own names never appear in the repo.
+                model, args.external / wav, out_dir / f"EVAL_real_{wav.split('_')[1]}.png"))
     write_report(result, out_dir)
     print(f"wrote {out_dir / 'EVAL.md'}")
     return 0
