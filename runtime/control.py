@@ -21,7 +21,6 @@ import logging
 import os
 import socket
 import socketserver
-import stat
 import struct
 import threading
 import time
@@ -30,6 +29,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from .config_schema import ControlConfig
+from .unix_socket import remove_stale_socket
 from .control_http import BadRequest, ChunkedReader, LimitedReader, LengthReader, wav_header
 from .metrics import prometheus_text
 
@@ -302,7 +302,7 @@ class ControlServer:
         self._inode: int | None = None
 
     def start(self) -> None:
-        _remove_stale_socket(self.path)
+        remove_stale_socket(self.path)
         server = _Server(str(self.path), self.service, self.settings)
         os.chmod(self.path, self.settings.socket_mode)
         self._inode = os.stat(self.path).st_ino
@@ -341,19 +341,3 @@ def _group_name(gid: int) -> str:
         return str(gid)
 
 
-def _remove_stale_socket(path: Path) -> None:
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(mode):
-        raise OSError(f"{path} exists and is not a socket")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(str(path))
-    except OSError:
-        path.unlink(missing_ok=True)  # nobody listens: left over from a crash
-        return
-    finally:
-        probe.close()
-    raise OSError(f"{path} is in use by another running edgemate")

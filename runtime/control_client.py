@@ -64,6 +64,19 @@ def socket_path(args: argparse.Namespace) -> Path:
     return configured
 
 
+def exchange(connection: http.client.HTTPConnection, method: str, path: str,
+             body: BinaryIO | bytes | None = None, headers: dict | None = None) -> tuple[int, bytes]:
+    """One request on `connection` (closed afterwards): (status, body). Chunked when the
+    headers ask for it, so a WAV can stream while it is being made."""
+    try:
+        connection.request(method, path, body=body, headers=headers or {},
+                           encode_chunked=bool(headers and "Transfer-Encoding" in headers))
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
 def request(args: argparse.Namespace, method: str, path: str, body: BinaryIO | bytes | None = None,
             headers: dict | None = None) -> tuple[int, bytes]:
     if args.tcp:
@@ -74,10 +87,7 @@ def request(args: argparse.Namespace, method: str, path: str, body: BinaryIO | b
         connection = UnixHTTPConnection(str(target), args.timeout)
         where = str(target)
     try:
-        connection.request(method, path, body=body, headers=headers or {},
-                           encode_chunked=bool(headers and "Transfer-Encoding" in headers))
-        response = connection.getresponse()
-        return response.status, response.read()
+        return exchange(connection, method, path, body, headers)
     except (FileNotFoundError, ConnectionRefusedError):
         raise ClientError(f"no appliance listening at {where} (is `edgemate run` running?)") \
             from None
@@ -86,8 +96,6 @@ def request(args: argparse.Namespace, method: str, path: str, body: BinaryIO | b
                           "`sudo usermod -aG edgemate $USER`)") from None
     except (OSError, http.client.HTTPException) as exc:
         raise ClientError(f"{where}: {exc}") from None
-    finally:
-        connection.close()
 
 
 def _answer(status: int, data: bytes) -> dict:

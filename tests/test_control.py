@@ -20,7 +20,7 @@ from runtime.bench import speech_like
 from runtime.cli import main
 from runtime.config import load_config
 from runtime.control import peer_allowed
-from runtime.control_client import UnixHTTPConnection
+from runtime.control_client import UnixHTTPConnection, exchange
 from runtime.service import Service
 
 
@@ -62,14 +62,8 @@ def start_service(model_fixtures, tmp_path):
 
 def http(service: Service, method: str, path: str, body=None, headers=None) -> tuple[int, dict]:
     connection = UnixHTTPConnection(str(service.config.control.socket), 10)
-    try:
-        connection.request(method, path, body=body, headers=headers or {},
-                           encode_chunked=bool(headers and "Transfer-Encoding" in headers))
-        response = connection.getresponse()
-        data = response.read()
-    finally:
-        connection.close()
-    return response.status, (json.loads(data) if data.startswith(b"{") else {"text": data.decode()})
+    status, data = exchange(connection, method, path, body, headers)
+    return status, (json.loads(data) if data.startswith(b"{") else {"text": data.decode()})
 
 
 def wait_for(predicate, within_s: float = 3.0) -> None:

@@ -39,7 +39,7 @@ from runtime import SAMPLE_RATE
 from runtime.audio.pcm import encode_pcm
 from runtime.audio.wav import write_wav
 from runtime.bench import speech_like
-from runtime.control_client import UnixHTTPConnection
+from runtime.control_client import UnixHTTPConnection, exchange
 from tools.soak_report import plot, summary, verdict
 
 log = logging.getLogger(__name__)
@@ -125,14 +125,8 @@ class Soak:
     # -- talking to it ----------------------------------------------------------------
     def http(self, method: str, path: str, body=None, headers=None, timeout=30.0) -> tuple[int, dict]:
         connection = UnixHTTPConnection(str(self.socket), timeout)
-        try:
-            connection.request(method, path, body=body, headers=headers or {},
-                               encode_chunked=bool(headers and "Transfer-Encoding" in headers))
-            response = connection.getresponse()
-            data = response.read()
-        finally:
-            connection.close()
-        return response.status, json.loads(data) if data.startswith(b"{") else {}
+        status, data = exchange(connection, method, path, body, headers)
+        return status, json.loads(data) if data.startswith(b"{") else {}
 
     def status(self) -> dict:
         return self.http("GET", "/status", timeout=10)[1]

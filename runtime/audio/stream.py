@@ -15,13 +15,13 @@ import logging
 import os
 import select
 import socket
-import stat
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from ..unix_socket import remove_stale_socket
 from .chunk import AudioChunk
 from .pcm import RAW_FORMATS, RawPcmDecoder, check_format
 from .source import SILENT, AudioSource, AudioSourceError
@@ -102,7 +102,10 @@ class StreamSource(AudioSource):
         if self._listener is not None:
             return
         path = self.socket_path
-        self._remove_stale_socket(path)
+        try:
+            remove_stale_socket(path)
+        except OSError as err:
+            raise AudioSourceError(f"stream source: {err}") from None
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             listener.bind(str(path))
@@ -120,24 +123,6 @@ class StreamSource(AudioSource):
                                           daemon=True)
         self._acceptor.start()
         log.info("stream source: listening on %s (mode %o)", path, self.socket_mode)
-
-    @staticmethod
-    def _remove_stale_socket(path: Path) -> None:
-        try:
-            mode = os.lstat(path).st_mode
-        except FileNotFoundError:
-            return
-        if not stat.S_ISSOCK(mode):
-            raise AudioSourceError(f"stream source: {path} exists and is not a socket")
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(str(path))
-        except OSError:
-            path.unlink(missing_ok=True)  # nobody listens: left over from a crash
-            return
-        finally:
-            probe.close()
-        raise AudioSourceError(f"stream source: {path} is in use by another process")
 
     def close(self) -> None:
         self._stopping.set()
