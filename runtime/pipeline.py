@@ -26,7 +26,7 @@ from .audio.stream import StreamSource
 from .audio.timeline import Timeline
 from .clock import CaptureClock, MonotonicClock, PlaybackClock
 from .config_schema import Config
-from .display.sink import DisplaySink
+from .display.sink import DisplayError, DisplaySink
 from .models.audio_model import AudioModel
 from .mouth import MouthAnalyzer, MouthTrack
 from .quality import FixedQuality, QualityPolicy
@@ -145,7 +145,6 @@ class Appliance:
 
     def open(self) -> None:
         from .audio.source import AudioSourceError
-        from .display.sink import DisplayError
         cfg = self.config
         self.source = self._make_source()
         if isinstance(self.source, StreamSource):
@@ -290,11 +289,10 @@ class Appliance:
         return self.report
 
     def _present(self, image, frame: int, dirty) -> None:
-        from .display.null import NullSink
-        from .display.sink import DisplayError
         try:
             self.sink.present(image, frame, dirty)
         except DisplayError as err:
+            from .display.null import NullSink
             # A display that dies mid-run must not stop the speech: go on showing nothing
             # (and say so); a restart of the service brings the display back.
             self.last_error = f"display lost: {err}"
