@@ -31,14 +31,8 @@ $(TEST_VENV)/.installed: setup.cfg pyproject.toml Makefile
 	$(TEST_VENV)/bin/pip install -q -e ".[audio,dev,tools]"
 	touch $@
 
-# Until the default avatar ships, `edgemate demo` says so and the pipeline is shown on
-# test fixtures (hand-wired models, clearly labelled) instead.
 demo: system-packages $(VENV)/.installed
-	@if [ -f models/avatars/default/avatar.yaml ]; then $(VENV)/bin/edgemate demo; else \
-	  $(VENV)/bin/edgemate demo || true; \
-	  echo "--- showing the pipeline on TEST FIXTURES instead ---"; \
-	  $(VENV)/bin/python -m tools.make_fixtures --out .fixtures >/dev/null && \
-	  $(VENV)/bin/edgemate demo --bundle .fixtures/avatars/fixture; fi
+	$(VENV)/bin/edgemate demo
 
 test-system-packages:
 	@$(MAKE) --no-print-directory system-packages SYSTEM_PACKAGES="$(SYSTEM_PACKAGES) $(TEST_SYSTEM_PACKAGES)"
@@ -47,4 +41,4 @@ test: test-system-packages $(TEST_VENV)/.installed
 	$(TEST_VENV)/bin/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) $(TEST_VENV) .fixtures build *.egg-info
+	rm -rf $(VENV) $(TEST_VENV) build *.egg-info

@@ -1,4 +1,9 @@
 """EdgeMate appliance runtime: audio in, talking-avatar frames out, torch-free (ncnn only)."""
+import os as _os
+
+# pygame prints a banner to stdout on import; wherever it is imported from (display, template
+# decoding, devices), it must not land in `--json` output or a service's journal.
+_os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
 __version__ = "0.1.0"
 

@@ -2,11 +2,15 @@
 
 Report fields (JSON with --json): stages_ms {stage: {p50, p95, n}}, uncapped_fps {full,
 coarse}, steady {seconds, delivered_fps, dropped, max_av_offset_ms, cpu_percent_one_core},
-rss_mb (peak), start_to_first_frame_s. Later issues add fields; none is removed.
+rss_mb (peak), start_to_first_frame_s, governor {enabled, switches [{t, from, to, reason}],
+time_at_level_s, switch_count}, stress (with --stress / --thermal-ramp: workers, phases
+[{name, delivered_fps, dropped, max_av_offset_ms, ...}], thermal_ramp). Later issues add
+fields; none is removed.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import platform
@@ -67,34 +71,43 @@ def run_bench(args: argparse.Namespace, load: Callable) -> int:
     from .cli import _STARTED_AT
     from .pipeline import Appliance
     from .render.renderer import Quality
+    from .stress import StressPlan, StressRun
 
     probe = load(args)
-    clip = args.audio or demo_clip(probe.avatar.bundle)
-    tmp = None
-    if clip is None:
-        from .audio.wav import write_wav
-        tmp = tempfile.TemporaryDirectory(prefix="edgemate-bench-")
-        clip = Path(tmp.name) / "speech_like.wav"
-        write_wav(clip, speech_like(20.0), SAMPLE_RATE)
-    config = load(args, [f"audio.files.playlist=[{Path(clip).resolve()}]", "audio.source=files",
-                         "audio.files.loop=true", "audio.files.gap_s=0.3",
-                         f"run.duration_s={args.seconds}", "audio.playback.enabled=false"]
-                  + ([] if any(o.startswith("display.sink=") for o in args.overrides)
-                     else ["display.sink=null"]))
-    appliance = Appliance(config, started_at=_STARTED_AT)
-    try:
+    plan = StressPlan.from_args(args, probe.governor.dwell_s)
+    seconds = plan.total_s if plan is not None else (args.seconds or 10.0)
+    with contextlib.ExitStack() as cleanup:
+        stress = None
+        if plan is not None:
+            stress = StressRun(plan)  # writes the ramp's first temperature
+            cleanup.callback(stress.cleanup)
+        clip = args.audio or demo_clip(probe.avatar.bundle)
+        if clip is None:
+            from .audio.wav import write_wav
+            tmp = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="edgemate-bench-"))
+            clip = Path(tmp) / "speech_like.wav"
+            write_wav(clip, speech_like(20.0), SAMPLE_RATE)
+        extra = [f"audio.files.playlist=[{Path(clip).resolve()}]", "audio.source=files",
+                 "audio.files.loop=true", "audio.files.gap_s=0.3",
+                 f"run.duration_s={seconds}", "audio.playback.enabled=false"]
+        if not any(o.startswith("display.sink=") for o in args.overrides):
+            extra.append("display.sink=null")
+        if plan is not None and plan.ramp_file is not None:
+            extra.append(f"governor.sensors.temperature_file={plan.ramp_file}")
+        config = load(args, extra)
+        appliance = Appliance(config, started_at=_STARTED_AT,
+                              tick=stress.tick if stress is not None else None)
+        cleanup.callback(appliance.close)
         appliance.load()
         appliance.open()
         cpu0, wall0 = _cpu_s(), time.monotonic()
-        report = appliance.run()
+        with stress.running(appliance) if stress is not None else contextlib.nullcontext():
+            report = appliance.run()
         cpu_s, wall_s = _cpu_s() - cpu0, time.monotonic() - wall0
+        governor = _governor_report(appliance, wall_s)
         stages = appliance.timer.summary_ms()
         uncapped = {level.label: _uncapped_fps(appliance, level, args.frames)
                     for level in (Quality.FULL, Quality.COARSE)}
-    finally:
-        appliance.close()
-        if tmp is not None:
-            tmp.cleanup()
     result = {
         "edgemate": __version__,
         "machine": {"system": platform.system(), "machine": platform.machine(),
@@ -110,12 +123,30 @@ def run_bench(args: argparse.Namespace, load: Callable) -> int:
                    "cpu_percent_one_core": round(100 * cpu_s / wall_s, 1) if wall_s else 0.0},
         "rss_mb": _peak_rss_mb(),
         "start_to_first_frame_s": round(report.start_to_first_frame_s or 0.0, 3),
+        "governor": governor,
+        "stress": plan.as_dict() if plan is not None else None,
     }
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         _print_table(result)
     return 0
+
+
+def _governor_report(appliance, wall_s: float) -> dict:
+    """Every switch and the time at each level; a fixed level spends the whole run there."""
+    snapshot = getattr(appliance.quality, "snapshot", None)
+    if snapshot is not None:
+        state = snapshot(last=None)
+        return {"enabled": True, "switches": state["switches"],
+                "switch_count": state["switch_count"],
+                "time_at_level_s": state["time_at_level_s"],
+                "settings": {key: getattr(appliance.config.governor, key) for key in
+                             ("hot_c", "critical_c", "cool_c", "dwell_s", "refractory_s")}}
+    level = appliance.quality.level().label
+    return {"enabled": False, "switches": [], "switch_count": 0,
+            "time_at_level_s": {name: round(wall_s, 2) if name == level else 0.0
+                                for name in ("full", "coarse", "pass")}}
 
 
 def _cpu_count() -> int:
@@ -138,3 +169,18 @@ def _print_table(result: dict) -> None:
               f"CPU {steady['cpu_percent_one_core']}% of one core\n")
     out.write(f"peak RSS {result['rss_mb']} MB; start to first frame "
               f"{result['start_to_first_frame_s']} s\n")
+    governor = result["governor"]
+    out.write(f"governor: {'on' if governor['enabled'] else 'off (fixed level)'}, "
+              f"{governor['switch_count']} switches; time at level "
+              + ", ".join(f"{level} {seconds} s" for level, seconds
+                          in governor["time_at_level_s"].items()) + "\n")
+    for switch in governor["switches"]:
+        out.write(f"  {switch['t']:8.2f} s  {switch['from']:>6} -> {switch['to']:<6} "
+                  f"{switch['reason']}\n")
+    stress = result["stress"]
+    if stress:
+        out.write(f"stress: {stress['workers']} load workers\n")
+        for phase in stress["phases"]:
+            out.write(f"  {phase['name']:<8} {phase['start_s']:6.1f}-{phase['end_s']:6.1f} s: "
+                      f"delivered {phase['delivered_fps']} fps, dropped {phase['dropped']}, "
+                      f"max offset {phase['max_av_offset_ms']} ms\n")

@@ -68,6 +68,25 @@ def _check_display(config, results: list) -> None:
             results.append((FAIL if display.sink == "record" else WARN, "ffmpeg", str(err)))
 
 
+def _check_sensors(config, results: list) -> None:
+    """What the quality governor will read; a missing sensor is fine (it is optional)."""
+    from .sensors import discover
+    if config.render.quality != "auto":
+        results.append((OK, "governor", f"off: render.quality fixed at {config.render.quality}"))
+        return
+    sensors = config.governor.sensors
+    found = discover(sensors)
+    for line in found.describe():
+        results.append((OK, "sensor", line))
+    for path in (sensors.temperature_file, sensors.throttle_file):
+        if path is not None and not path.is_file():
+            results.append((WARN, "sensor",
+                            f"{path} does not exist (yet): no reading until it does"))
+    if found.temperature is None and not found.throttles:
+        results.append((OK, "sensor", "no temperature or throttle sensor: the governor goes by "
+                        "frame cost, drops and CPU load"))
+
+
 def run_check(args: argparse.Namespace, load: Callable) -> int:
     results: list[tuple[str, str, str]] = []
     try:
@@ -80,6 +99,7 @@ def run_check(args: argparse.Namespace, load: Callable) -> int:
         _check_models(config, results)
         _check_source(config, results)
         _check_display(config, results)
+        _check_sensors(config, results)
     ok = all(state != FAIL for state, _, _ in results)
     if args.json:
         print(json.dumps({"ok": ok, "results": [{"state": s, "item": i, "message": m}

@@ -60,10 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(bench)
     _add_model_args(bench)
     bench.add_argument("--json", action="store_true", help="print the report as JSON")
-    bench.add_argument("--seconds", type=float, default=10.0, help="length of the 25 fps run")
+    bench.add_argument("--seconds", type=float, default=None,
+                       help="length of the 25 fps run (default 10; with --stress or "
+                       "--thermal-ramp: the phases' length)")
     bench.add_argument("--frames", type=int, default=150, help="frames per uncapped measurement")
     bench.add_argument("--audio", type=Path, help="WAV to drive the run (default: the bundle's "
                        "demo clip, else synthetic speech-like bursts)")
+    from .stress import add_stress_args
+    add_stress_args(bench)  # --stress, --thermal-ramp: the governor on a busy, hot box
 
     sub.add_parser("devices", help="audio inputs/outputs, displays, thermal sensors")
 

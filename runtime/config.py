@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import yaml
 
 from .config_schema import (INVALID, AudioConfig, AvatarConfig, Config, ControlConfig,
-                            DisplayConfig, ServiceConfig,
+                            DisplayConfig, ServiceConfig, GovernorConfig, SensorsConfig,
                             FilesConfig, LogConfig, MicConfig, ModelsConfig, PlaybackConfig,
                             Problems, RecordConfig, RenderConfig, RunConfig, Section,
                             StreamConfig, dotted, show, to_dict)
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 __all__ = ["ConfigError", "load_config", "to_dict", "profile_names", "Config", "LogConfig",
            "AudioConfig", "FilesConfig", "StreamConfig", "MicConfig", "PlaybackConfig",
            "ModelsConfig", "AvatarConfig", "RenderConfig", "DisplayConfig", "RecordConfig",
-           "RunConfig", "ControlConfig", "ServiceConfig"]
+           "RunConfig", "ControlConfig", "ServiceConfig", "GovernorConfig", "SensorsConfig"]
 
 CONFIG_SUBDIR = "firmware_config"
 ROOT_PROFILE = "default"
@@ -148,8 +148,10 @@ def _load_chain(first: Path, errors: list[str]) -> list[_Layer]:
         target = next((place for place in places if place.is_file()), None)
         if target is None:
             places = ", ".join(dict.fromkeys(str(place.parent) for place in places))
+            name = str(layer.extends)
+            name = name if name.isprintable() else repr(name)[1:-1]  # one line, whatever it holds
             errors.append(f"{layer.label}:{layer.extends_line}: extends: no profile "
-                          f"'{layer.extends}' (looked for {layer.extends}.yaml in {places})")
+                          f"'{name}' (looked for {name}.yaml in {places})")
             return []
         current = target
     layers.reverse()
@@ -291,7 +293,7 @@ def _parse_overrides(overrides: Sequence[str], errors: list[str]) -> _Layer:
     for text in overrides:
         key_text, equals, value_text = str(text).partition("=")
         keys = tuple(part.strip() for part in key_text.split("."))
-        if not equals or not all(keys):
+        if not equals or not all(keys) or not key_text.isprintable():
             errors.append(f"{SET_LABEL}: expected KEY.PATH=VALUE, e.g. log.level=debug "
                           f"(got {show(text)})")
             continue
@@ -390,6 +392,8 @@ def _build(cls: type, data: Any, path: tuple, problems: _Collector) -> Any:
             values[name] = spec.convert(data[name], path + (name,), problems)
     if cls is MicConfig:
         _check_backoff(values, path, problems)
+    if cls is GovernorConfig:
+        _check_governor(values, path, problems)
     if any(value is INVALID for value in values.values()):
         return INVALID
     return cls(**values)
@@ -402,3 +406,20 @@ def _check_backoff(values: dict, path: tuple, problems: _Collector) -> None:
                        f"must be a number from reopen_backoff_s ({first:g}) to 600 "
                        f"(got {show(longest)})")
         values["reopen_backoff_max_s"] = INVALID
+
+
+def _check_governor(values: dict, path: tuple, problems: _Collector) -> None:
+    # Hysteresis needs a gap: cool below hot, and the step-up cost below the step-down one.
+    cool, hot, critical = values["cool_c"], values["hot_c"], values["critical_c"]
+    if INVALID not in (cool, hot) and cool >= hot:
+        problems.error(path + ("cool_c",), f"must be below hot_c ({hot:g}) (got {cool:g})")
+        values["cool_c"] = INVALID
+    if INVALID not in (hot, critical) and critical < hot:
+        problems.error(path + ("critical_c",),
+                       f"must be at least hot_c ({hot:g}) (got {critical:g})")
+        values["critical_c"] = INVALID
+    up, down = values["step_up_cost"], values["step_down_cost"]
+    if INVALID not in (up, down) and up >= down:
+        problems.error(path + ("step_up_cost",),
+                       f"must be below step_down_cost ({down:g}) (got {up:g})")
+        values["step_up_cost"] = INVALID

@@ -190,7 +190,9 @@ class FilePath(Spec):
         return "a non-empty path string"
 
     def convert(self, value, path, problems):
-        allowed = self.describe()
+        if value is None and self.nullable:
+            return None
+        allowed = self.allowed()
         if isinstance(value, str) and value.strip() and "\0" not in value:
             try:
                 return self.resolve(value, problems.base_dir(path))
@@ -216,6 +218,20 @@ class PathList(Spec):
         items = [self.item.convert(entry, path + (index,), problems)
                  for index, entry in enumerate(value)]
         return INVALID if any(entry is INVALID for entry in items) else tuple(items)
+
+
+@dataclass(frozen=True)
+class Names(Spec):
+    """A list of non-empty strings (e.g. thermal zone types, in order of preference)."""
+
+    def describe(self) -> str:
+        return "a list of non-empty strings"
+
+    def _convert(self, value, path, problems):
+        if not isinstance(value, list) or not all(isinstance(item, str) and item.strip()
+                                                  for item in value):
+            return INVALID
+        return tuple(value)
 
 
 @dataclass(frozen=True)
@@ -339,7 +355,40 @@ class AvatarConfig:
 
 @dataclass(frozen=True)
 class RenderConfig:
-    quality: str = _spec(Choice(options=("full", "coarse", "pass")))
+    # auto: the governor (runtime/governor.py) picks the level; the others fix it
+    quality: str = _spec(Choice(options=("auto", "full", "coarse", "pass")))
+
+
+@dataclass(frozen=True)
+class SensorsConfig:
+    """Where the governor reads temperature and throttling (null = found automatically)."""
+
+    temperature_file: Path | None = _spec(FilePath(nullable=True, resolve=_data_path))
+    zone_types: tuple[str, ...] = _spec(Names())
+    throttle_file: Path | None = _spec(FilePath(nullable=True, resolve=_data_path))
+    pmset_interval_s: float = _spec(Float(lo=1, hi=600))
+    pmset_timeout_s: float = _spec(Float(lo=0.1, hi=10))
+
+
+@dataclass(frozen=True)
+class GovernorConfig:
+    """Thresholds of the quality governor; cool_c < hot_c <= critical_c and
+    step_up_cost < step_down_cost are checked by the loader (they span fields)."""
+
+    hot_c: float = _spec(Float(lo=30, hi=120))
+    critical_c: float = _spec(Float(lo=30, hi=130))
+    cool_c: float = _spec(Float(lo=20, hi=120))
+    window_s: float = _spec(Float(lo=0.2, hi=10))
+    step_down_cost: float = _spec(Float(lo=0.1, hi=2))
+    step_up_cost: float = _spec(Float(lo=0.05, hi=2))
+    step_down_drops: int = _spec(Int(lo=1, hi=100))
+    busy_cpu_percent: float | None = _spec(Float(nullable=True, lo=1, hi=100))
+    dwell_s: float = _spec(Float(lo=0, hi=3600))
+    refractory_s: float = _spec(Float(lo=0, hi=600))
+    warmup_s: float = _spec(Float(lo=0, hi=600))
+    retry_after_s: float = _spec(Float(lo=1, hi=86400))
+    sample_interval_s: float = _spec(Float(lo=0.1, hi=60))
+    sensors: SensorsConfig = _spec(Section(cls=SensorsConfig))
 
 
 @dataclass(frozen=True)
@@ -393,6 +442,7 @@ class Config:
     models: ModelsConfig = _spec(Section(cls=ModelsConfig))
     avatar: AvatarConfig = _spec(Section(cls=AvatarConfig))
     render: RenderConfig = _spec(Section(cls=RenderConfig))
+    governor: GovernorConfig = _spec(Section(cls=GovernorConfig))
     display: DisplayConfig = _spec(Section(cls=DisplayConfig))
     control: ControlConfig = _spec(Section(cls=ControlConfig))
     service: ServiceConfig = _spec(Section(cls=ServiceConfig))

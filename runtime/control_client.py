@@ -164,6 +164,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"source     {doc.get('source')}")
     print(f"sensors    {'no thermal sensor' if temp is None else f'{temp} C'}; "
           f"RSS {doc.get('rss_mb')} MB, {doc.get('open_fds')} fds")
+    governor = doc.get("governor")
+    if governor:  # render.quality: auto
+        last = governor["switches"][-1] if governor["switches"] else None
+        print(f"governor   {governor['switch_count']} switches"
+              + (f", last at {last['t']} s: {last['from']} -> {last['to']} ({last['reason']})"
+                 if last else "") + "; time at level " + ", ".join(
+                  f"{level} {seconds:.0f} s"
+                  for level, seconds in governor["time_at_level_s"].items()))
     print(f"last error {doc.get('last_error') or 'none'}")
     return 0
 

@@ -16,13 +16,9 @@ DEFAULT_BUNDLE = Path("models") / "avatars" / "default"
 DEMO_RECORDING = "edgemate-demo.mp4"
 
 NO_DEFAULT_AVATAR = """\
-edgemate demo: no default avatar is installed yet ({missing} is missing).
-The default avatar and its speech clip ship with the renderer; until then the pipeline can
-be seen running on test fixtures (hand-wired models, not a product avatar), from a
-source checkout:
-  python -m tools.make_fixtures --out /tmp/edgemate-fixtures
-  edgemate demo --bundle /tmp/edgemate-fixtures/avatars/fixture \\
-                --audio-model /tmp/edgemate-fixtures/audio/audio_fixture.yaml"""
+edgemate demo: no default avatar is installed ({missing} is missing).
+It ships with EdgeMate (models/avatars/default): reinstall, point --bundle at an avatar
+bundle, or rebuild it from a source checkout with: python -m tools.train_renderer --rebuild"""
 
 
 def demo_clip(bundle_dir: Path) -> Path | None:

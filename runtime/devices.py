@@ -99,6 +99,21 @@ def thermal_sensors() -> list[str]:
     return found
 
 
+def governor_sensors() -> list[str]:
+    """What the quality governor would read on this box (shipped default settings)."""
+    from .config import ConfigError, load_config
+    from .sensors import discover
+    try:
+        found = discover(load_config().governor.sensors)
+    except ConfigError:
+        return []
+    lines = found.describe()
+    if found.temperature is None and not found.throttles:
+        lines.append("no temperature or throttle sensor: it decides from frame cost, drops "
+                     "and CPU load")
+    return lines
+
+
 def print_devices() -> int:
     for title, direction in (("Audio inputs", "input"), ("Audio outputs", "output")):
         names, reason = audio_devices(direction)
@@ -111,4 +126,6 @@ def print_devices() -> int:
     print("Thermal sensors:")
     print("\n".join(f"  {s}" for s in sensors) if sensors else
           "  none found (the quality governor then decides from frame cost and drops)")
+    print("Quality governor reads:")
+    print("\n".join(f"  {line}" for line in governor_sensors()) or "  nothing (config unreadable)")
     return 0

@@ -11,7 +11,12 @@ _METRICS = (
      "Frames skipped because rendering fell behind the audio clock."),
     ("recent_max_av_offset_ms", "edgemate_av_offset_max_milliseconds", "gauge",
      "Largest picture-to-sound offset over the last 60 s."),
-    ("temperature_c", "edgemate_temperature_celsius", "gauge", "Hottest thermal zone."),
+    ("temperature_c", "edgemate_temperature_celsius", "gauge",
+     "CPU/SoC temperature the quality governor reads."),
+    ("cpu_other_percent", "edgemate_cpu_other_percent", "gauge",
+     "CPU used by other processes, % of all cores."),
+    ("quality_switches", "edgemate_quality_switches_total", "counter",
+     "Quality level switches by the governor (this appliance)."),
     ("barge_ins", "edgemate_barge_ins_total", "counter", "Barge-ins (POST /stop)."),
     ("barge_in_latency_ms", "edgemate_barge_in_latency_milliseconds", "gauge",
      "Request to closed mouth on screen, last barge-in."),
@@ -42,6 +47,15 @@ def prometheus_text(status: dict) -> str:
               "# TYPE edgemate_quality_level gauge"]
     level = str(status.get("level") or "").upper()
     lines += [f'edgemate_quality_level{{level="{name}"}} {int(name == level)}' for name in _LEVELS]
+    spent = status.get("time_at_level_s")
+    if spent:  # only with the governor (render.quality: auto)
+        lines += ["# HELP edgemate_quality_level_seconds_total Seconds spent at each level.",
+                  "# TYPE edgemate_quality_level_seconds_total counter"]
+        lines += [f'edgemate_quality_level_seconds_total{{level="{name}"}} '
+                  f'{float(spent.get(name.lower(), 0.0)):g}' for name in _LEVELS]
+    lines += ["# HELP edgemate_throttled 1 while a throttle flag is set.",
+              "# TYPE edgemate_throttled gauge",
+              f"edgemate_throttled {int(bool(status.get('throttled')))}"]
     lines += ["# HELP edgemate_up 1 while the frame loop runs.", "# TYPE edgemate_up gauge",
               f"edgemate_up {int(status.get('state') == 'running')}"]
     error = status.get("last_error")

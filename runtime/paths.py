@@ -40,3 +40,26 @@ def runtime_dir() -> Path:
         return Path(env.split(":")[0])
     import tempfile
     return Path(tempfile.gettempdir())
+
+
+def cache_dir() -> Path:
+    """Where derived data that can be rebuilt goes (decoded template frames).
+
+    Order: $EDGEMATE_CACHE_DIR; $CACHE_DIRECTORY (systemd sets it for CacheDirectory=, the
+    first of a colon-separated list); $XDG_CACHE_HOME/edgemate (the spec says to ignore a
+    relative one); ~/.cache/edgemate; the temp directory if there is no home.
+    """
+    env = os.environ.get("EDGEMATE_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    env = os.environ.get("CACHE_DIRECTORY")
+    if env:
+        return Path(env.split(":")[0])
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg and Path(xdg).is_absolute():
+        return Path(xdg) / "edgemate"
+    try:
+        return Path.home() / ".cache" / "edgemate"
+    except RuntimeError:  # no HOME and no passwd entry (a bare container user)
+        import tempfile
+        return Path(tempfile.gettempdir()) / f"edgemate-cache-{os.getuid()}"

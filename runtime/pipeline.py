@@ -34,6 +34,7 @@ from .render.bundle import AvatarBundle, load_bundle
 from .render.compositor import Compositor
 from .render.renderer import NcnnRenderer, Quality, Renderer
 from .scheduler import FrameScheduler
+from .sensors import SensorSampler, discover
 from .stage_timer import StageTimer
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class Appliance:
         self.bundle: AvatarBundle | None = None
         self.renderer: Renderer | None = None
         self.quality: QualityPolicy | None = None
+        self.sensors: SensorSampler | None = None
         self.source: AudioSource | None = None
         self.sink: DisplaySink | None = None
         self.scheduler_stats = None
@@ -95,6 +97,7 @@ class Appliance:
         self._mouth_closed = threading.Event()  # set when that frame is shown
         self.barge_in_latency_ms: float | None = None
         self.barge_ins = 0
+        self.last_offset_s = 0.0  # picture-to-sound offset of the last shown frame
         self.last_error: str | None = None
 
     # -- factories (tests override) -----------------------------------------------------
@@ -123,8 +126,15 @@ class Appliance:
         return NcnnRenderer(self.bundle, self.config.models.threads, self.config.models.vulkan,
                             self.timer)
 
+    def _make_sensors(self) -> SensorSampler:
+        gov = self.config.governor
+        return SensorSampler(discover(gov.sensors), gov.sample_interval_s)
+
     def _make_quality(self) -> QualityPolicy:
-        return FixedQuality(Quality.parse(self.config.render.quality))
+        if self.config.render.quality != "auto":
+            return FixedQuality(Quality.parse(self.config.render.quality))
+        from .governor import Governor
+        return Governor(self.config.governor, self.sensors.latest)
 
     # -- lifecycle ------------------------------------------------------------------------
     def load(self) -> None:
@@ -141,11 +151,15 @@ class Appliance:
             log.warning("avatar bundle %s is a TEST FIXTURE, not a product avatar", self.bundle.path)
         self.analyzer = MouthAnalyzer(audio_model, self.track, self.timer)
         self.compositor = Compositor(self.bundle.mask)
+        # Sensors also feed status (temperature) when the level is fixed; sampled from open().
+        self.sensors = self._make_sensors()
         self.quality = self._make_quality()
 
     def open(self) -> None:
         from .audio.source import AudioSourceError
         cfg = self.config
+        if self.sensors is not None:  # started here, not in load(): a reload's replacement
+            self.sensors.start()  # must not sample before it runs
         self.source = self._make_source()
         if isinstance(self.source, StreamSource):
             self.pushed = self.source  # POST /say and the speech socket: the same queue
@@ -215,6 +229,8 @@ class Appliance:
         return self.pushed.feed(stream, label, abort)
 
     def close(self) -> None:
+        if self.sensors is not None:
+            self.sensors.stop()
         if self.ingest is not None:
             self.ingest.stop()
         for part in (self.source, self.speaker):
@@ -257,7 +273,9 @@ class Appliance:
                 with self.timer.measure("composite"):
                     x, y = bundle.crop_boxes[index]
                     image, dirty = self.compositor.compose(bundle.frames[index], crop, int(x), int(y), template_key=index)
+                rendered = time.perf_counter()
                 offset = scheduler.present_at(frame)
+                slot_started = time.perf_counter()
                 with self.timer.measure("present"):
                     if feed_audio is not None:
                         upto = (frame + 1) * SAMPLES_PER_FRAME
@@ -266,7 +284,9 @@ class Appliance:
                     self._present(image, frame, dirty)
                 scheduler.shown(frame, offset)
                 self._after_frame(frame, offset)
-                self.quality.observe(time.perf_counter() - started, scheduler.stats.dropped)
+                # The frame's busy time: the wait for its slot in present_at is not cost.
+                busy = (rendered - started) + (time.perf_counter() - slot_started)
+                self.quality.observe(busy, scheduler.stats.dropped)
                 self.report.levels[level.label] = self.report.levels.get(level.label, 0) + 1
                 if self.report.start_to_first_frame_s is None:
                     self.report.start_to_first_frame_s = time.monotonic() - self.started_at
@@ -304,6 +324,7 @@ class Appliance:
 
     def _after_frame(self, frame: int, offset_s: float) -> None:
         now = time.monotonic()
+        self.last_offset_s = offset_s
         self._shown_at.append(now)
         second = int(now)
         if self._offsets and self._offsets[-1][0] == second:
@@ -333,6 +354,8 @@ class Appliance:
         ingest_error = self.ingest.error if self.ingest is not None else None
         # A record sink that stopped (disk full) keeps the appliance going: say why here.
         sink_failure = getattr(self.sink, "failure", None)
+        reading = self.sensors.latest() if self.sensors is not None else None
+        snapshot = getattr(self.quality, "snapshot", None)
         return {"source": self.source.status() if self.source is not None else None,
                 "pushed": self.pushed.status() if self.pushed is not None else None,
                 "level": self.quality.level().label if self.quality is not None else None,
@@ -346,6 +369,10 @@ class Appliance:
                 "recent_max_av_offset_ms": round(max(recent, default=0.0) * 1000, 2),
                 "barge_ins": self.barge_ins,
                 "barge_in_latency_ms": self.barge_in_latency_ms,
+                "temperature_c": reading.temperature_c if reading else None,
+                "throttled": list(reading.throttled) if reading else [],
+                "cpu_other_percent": reading.cpu_other_percent if reading else None,
+                "governor": snapshot() if snapshot is not None else None,
                 "last_error": ingest_error or self.last_error
                 or (f"recording stopped: {sink_failure}" if sink_failure else None)}
 

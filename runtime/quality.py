@@ -1,7 +1,8 @@
 """The quality seam: who picks FULL / COARSE / PASS for each frame.
 
-The governor issue plugs a thermal/CPU governor in here; until then the level is fixed by
-the config. The frame loop reports every frame's cost and drops through `observe`.
+`render.quality: auto` puts the governor here (runtime/governor.py: temperature, throttling,
+CPU load, frame cost); a fixed level is a FixedQuality. The frame loop reports every frame's
+busy time and the scheduler's cumulative drop count through `observe`.
 """
 from __future__ import annotations
 

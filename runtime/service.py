@@ -13,6 +13,7 @@
 """
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -93,6 +94,10 @@ class Service:
                         replacement.close()
                     return self.report
                 appliance = replacement
+                # The old pipeline (ncnn nets, template input caches: tens of MB) is held by
+                # reference cycles; free it now, before the new one starts its frame loop,
+                # rather than at some later full collection (two pipelines at once on a Pi).
+                gc.collect()
                 self.notifier.ready(status="reloaded")
         finally:
             self.state = "stopped"
@@ -186,8 +191,10 @@ class Service:
     def status_line(self) -> str:
         status = self.status()
         temp = status["temperature_c"]
+        throttled = f" (throttled: {', '.join(status['throttled'])})" if status["throttled"] else ""
         return (f"{status['fps']:.1f} fps, level {status['level']}, "
-                f"{'no sensor' if temp is None else f'{temp:.0f} C'}, {status['source']}")
+                f"{'no sensor' if temp is None else f'{temp:.0f} C'}{throttled}, "
+                f"{status['source']}")
 
     # -- health -----------------------------------------------------------------------
     def status(self) -> dict:
@@ -196,11 +203,18 @@ class Service:
         counted = {} if self._accounted is not None and appliance is self._accounted() else live
         shown = self.totals.frames_shown + counted.get("frames_shown", 0)
         dropped = self.totals.frames_dropped + counted.get("dropped", 0)
+        governor = live.get("governor")
+        # The appliance's sensor thread has the reading; before it runs, read once here.
+        temperature = live["temperature_c"] if "temperature_c" in live else read_temperature_c()
         result = {"version": __version__, "pid": os.getpid(), "state": self.state,
                   "uptime_s": round(time.monotonic() - self.started_at, 1),
                   "level": live.get("level"), "fps": live.get("fps", 0.0),
                   "frames_shown": shown, "drops": dropped,
-                  "temperature_c": read_temperature_c(),
+                  "temperature_c": temperature, "throttled": live.get("throttled", []),
+                  "cpu_other_percent": live.get("cpu_other_percent"),
+                  "governor": governor,
+                  "quality_switches": governor["switch_count"] if governor else None,
+                  "time_at_level_s": governor["time_at_level_s"] if governor else None,
                   "source": live.get("source"), "pushed": live.get("pushed"),
                   "sink": live.get("sink"), "clock": live.get("clock"),
                   "max_av_offset_ms": live.get("max_av_offset_ms", 0.0),

@@ -10,7 +10,7 @@ from typing import Iterator
 import numpy as np
 
 #: Pipeline stages in data-flow order; `edgemate bench` reports them under these names.
-STAGES = ("features", "audio_model", "coarse", "fine", "composite", "present")
+STAGES = ("features", "audio_model", "coarse", "fine", "upscale", "composite", "present")
 
 
 class StageTimer:

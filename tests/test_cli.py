@@ -78,11 +78,20 @@ def test_mic_without_pyaudio_names_the_extra(model_fixtures, capsys):
 
 
 def test_demo_without_default_avatar_says_so(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("EDGEMATE_DATA", str(REPO))  # a tree without models/avatars/default
-    if (REPO / "models" / "avatars" / "default" / "avatar.yaml").exists():
-        pytest.skip("the default avatar is installed")
+    monkeypatch.setenv("EDGEMATE_DATA", str(tmp_path))  # a data tree without models/avatars/default
     assert main(["demo"]) == 1
-    assert "no default avatar is installed yet" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no default avatar is installed" in err and str(tmp_path / "models") in err
+
+
+def test_demo_of_the_shipped_default_avatar_records(tmp_path, capsys, monkeypatch):
+    """The shipped bundle loads (every sha256), renders and records with its own clip."""
+    if not (REPO / "models" / "avatars" / "default" / "avatar.yaml").exists():
+        pytest.skip("the default avatar is not in this tree")
+    monkeypatch.setenv("EDGEMATE_DATA", str(REPO))
+    out = tmp_path / "demo.mp4"
+    assert main(["demo", "--record", str(out), "--set", "run.duration_s=2"]) == 0
+    assert out.is_file() and out.stat().st_size > 10_000
 
 
 def test_demo_records_when_there_is_no_display(model_fixtures, tmp_path, capsys):

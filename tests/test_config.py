@@ -135,7 +135,7 @@ def test_unknown_keys_list_what_is_allowed(tmp_path):
         """)
     assert errors_of(path) == [
         f"{path}:1: colour: unknown key 'colour' (allowed: log, audio, models, avatar, "
-        f"render, display, control, service, run)",
+        f"render, governor, display, control, service, run)",
         f"{path}:4: render.speed: unknown key 'speed' (allowed: quality)"]
 
 
@@ -190,7 +190,7 @@ def test_out_of_range(tmp_path, text, expected):
 
 @pytest.mark.parametrize("text, expected", [
     ("audio: {source: speaker}", "audio.source: must be one of files, stream, mic (got 'speaker')"),
-    ("render: {quality: best}", "render.quality: must be one of full, coarse, pass (got 'best')"),
+    ("render: {quality: best}", "render.quality: must be one of auto, full, coarse, pass (got 'best')"),
     ("display: {sink: hdmi}", "display.sink: must be one of window, record, null (got 'hdmi')"),
     ("display: {record: {preset: quick}}", "display.record.preset: must be one of ultrafast, "
      "superfast, veryfast, faster, fast, medium, slow, slower, veryslow, placebo (got 'quick')"),
@@ -309,7 +309,7 @@ def test_errors_inside_a_set_mapping_blame_the_set():
 def test_set_and_file_errors_together(tmp_path):
     path = write(tmp_path, "user.yaml", "render: {quality: best}\n")
     assert errors_of(path, ["log.level=loud"]) == [
-        f"{path}:1: render.quality: must be one of full, coarse, pass (got 'best')",
+        f"{path}:1: render.quality: must be one of auto, full, coarse, pass (got 'best')",
         "--set:log.level: must be one of debug, info, warning, error (got 'loud')"]
 
 

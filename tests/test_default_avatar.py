@@ -80,8 +80,9 @@ def test_each_parameter_changes_only_the_inner_box(avatar, i):
     outside = diff.copy()
     outside[y:y + b, x:x + b] = 0
     assert outside.max() == 0
-    # ... and nothing in the outer eighth of the box, which the runtime's soft mask feathers.
-    m = b // 8
+    # ... and nothing in the outer 3/32 of the box, which the runtime's soft mask feathers
+    # (the default bundle's 24 px at 256; the mouth drifts a few pixels in the fixed box).
+    m = 3 * b // 32
     inside[m:b - m, m:b - m] = 0
     assert inside.max() == 0
 
@@ -110,7 +111,7 @@ def test_any_combination_renders_inside_the_box(avatar, params, k):
     frame = avatar.render_frame(k, params)
     template = avatar.render_frame(k)
     x, y = avatar.crop_box(k)
-    b, m = avatar.settings.box, avatar.settings.box // 8
+    b, m = avatar.settings.box, 3 * avatar.settings.box // 32
     diff = np.abs(frame.astype(int) - template.astype(int)).max(axis=2)
     diff[y + m:y + b - m, x + m:x + b - m] = 0
     assert diff.max() == 0

@@ -3,7 +3,8 @@
 avatar.yaml (schema 1):
     name, fixture (true only for test fixtures), fps (25), frame_size [W, H]
     template.frames   (N, H, W, 3) uint8 .npy (memory-mapped), or an image pattern
-                      like "frames/%04d.png" decoded once at load
+                      like "frames/%04d.png" decoded once into a cached .npy that is
+                      memory-mapped too (template_cache.py; RAM if the cache is not writable)
     template.count    N, the loop length in frames (the loop must be seamless)
     template.crop_boxes  (N, 2) int .npy: top-left x, y of the mouth box in each frame
     template.sha256   {file: hex} for the template files (verified at load)
@@ -25,6 +26,7 @@ import yaml
 
 from ..models.ncnn_model import ModelError, load_sidecar, sha256_file
 from .compositor import soft_mask
+from .template_cache import TemplateError, image_frame_names, load_image_frames
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +69,8 @@ def _get(doc: Any, dotted: str, where: Path, kinds: type | tuple[type, ...]) -> 
     return node
 
 
-def _load_frames(bundle_dir: Path, spec: str, count: int, where: Path) -> np.ndarray:
+def _load_frames(bundle_dir: Path, spec: str, count: int, size: tuple[int, int],
+                 listed: dict, where: Path) -> np.ndarray:
     path = bundle_dir / spec
     if spec.endswith(".npy"):
         try:
@@ -75,17 +78,15 @@ def _load_frames(bundle_dir: Path, spec: str, count: int, where: Path) -> np.nda
         except (OSError, ValueError) as err:
             raise BundleError(f"{path}: cannot read template frames: {err}") from None
     else:
-        import pygame  # decodes PNG/JPEG; a runtime dependency anyway (display)
-
-        images = []
-        for index in range(count):
-            file = bundle_dir / (spec % index)
-            try:
-                surface = pygame.image.load(str(file))
-            except (pygame.error, FileNotFoundError) as err:
-                raise BundleError(f"{file}: cannot read template frame: {err}") from None
-            images.append(pygame.surfarray.array3d(surface).transpose(1, 0, 2))
-        frames = np.stack(images)
+        try:
+            image_frame_names(spec, count)
+        except TemplateError as err:
+            raise BundleError(f"{where}: {err}") from None
+        try:
+            # Decoded once into a cached .npy and memory-mapped (see template_cache).
+            frames = load_image_frames(bundle_dir, spec, count, size, listed)
+        except TemplateError as err:
+            raise BundleError(str(err)) from None
     if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8 or len(frames) != count:
         raise BundleError(f"{where}: template.frames: must be {count} frames of HxWx3 uint8 "
                           f"(got shape {frames.shape}, {frames.dtype})")
@@ -105,7 +106,8 @@ def load_bundle(bundle_dir: Path) -> AvatarBundle:
         raise BundleError(f"{where}: schema: must be {BUNDLE_SCHEMA}")
     if _get(doc, "fps", where, int) != 25:
         raise BundleError(f"{where}: fps: must be 25")
-    for name, digest in (_get(doc, "template.sha256", where, dict)).items():
+    listed = _get(doc, "template.sha256", where, dict)
+    for name, digest in listed.items():
         actual = sha256_file(bundle_dir / name) if (bundle_dir / name).is_file() else "missing file"
         if actual != str(digest):
             raise BundleError(f"{bundle_dir / name}: sha256 mismatch: expected {digest}, got {actual}")
@@ -114,7 +116,8 @@ def load_bundle(bundle_dir: Path) -> AvatarBundle:
         raise BundleError(f"{where}: frame_size: must be [width, height] (got {size!r})")
     width, height = size
     count = _get(doc, "template.count", where, int)
-    frames = _load_frames(bundle_dir, _get(doc, "template.frames", where, str), count, where)
+    frames = _load_frames(bundle_dir, _get(doc, "template.frames", where, str), count,
+                          (width, height), listed, where)
     if frames.shape[1:3] != (height, width):
         raise BundleError(f"{where}: frame_size: {width}x{height} but frames are "
                           f"{frames.shape[2]}x{frames.shape[1]}")

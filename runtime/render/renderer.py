@@ -15,7 +15,7 @@ import numpy as np
 from ..models.ncnn_model import NcnnModel, load_sidecar
 from ..stage_timer import StageTimer
 from .bundle import AvatarBundle
-from .resize import resize_chw
+from .resize import resize_chw, shrink_chw
 
 log = logging.getLogger(__name__)
 
@@ -60,20 +60,25 @@ class NcnnRenderer:
         self.coarse = NcnnModel(load_sidecar(bundle.coarse_sidecar, "coarse"), threads, vulkan)
         self.fine = NcnnModel(load_sidecar(bundle.fine_sidecar, "fine"), threads, vulkan)
         # Template crops as model inputs, made once per loop frame (the loop repeats, so the
-        # frame path never re-crops or re-scales the template).
-        self._inputs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        # frame path never re-crops or re-scales the template). Two arrays allocated once
+        # (pages are only committed as frames fill them): ~50 MB for a 200-frame loop that a
+        # reload frees in one piece, where 400 separate arrays fragmented the heap and the
+        # process's memory crept up with every reload.
+        count, cs, fs = bundle.frame_count, bundle.coarse_size, bundle.crop_size
+        self._coarse_inputs = np.empty((count, 3, cs, cs), np.float32)
+        self._fine_inputs = np.empty((count, 3, fs, fs), np.float32)
+        self._ready = np.zeros(count, bool)
 
     def _template_inputs(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        cached = self._inputs.get(index)
-        if cached is None:
+        if not self._ready[index]:
             b = self.bundle
             x, y = (int(v) for v in b.crop_boxes[index])
             box = _crop_clamped(b.frames[index], x, y, b.box_size).astype(np.float32)
             chw = np.ascontiguousarray(box.transpose(2, 0, 1)) * np.float32(1 / 255)
-            cached = (resize_chw(chw, b.coarse_size, b.coarse_size),
-                      resize_chw(chw, b.crop_size, b.crop_size))
-            self._inputs[index] = cached
-        return cached
+            self._coarse_inputs[index] = shrink_chw(chw, b.coarse_size)
+            self._fine_inputs[index] = shrink_chw(chw, b.crop_size)
+            self._ready[index] = True
+        return self._coarse_inputs[index], self._fine_inputs[index]
 
     def render(self, params: np.ndarray, template_index: int, level: Quality) -> np.ndarray | None:
         if level == Quality.PASS or float(np.max(params)) < REST_EPSILON:
@@ -83,13 +88,24 @@ class NcnnRenderer:
         coarse_in, fine_in = self._template_inputs(template_index)
         with self.timer.measure("coarse"):
             image = self.coarse.run({"template_crop": coarse_in, "params": params}, ("image",))["image"]
+        stage_template = coarse_in
         if level == Quality.FULL:
             with self.timer.measure("fine"):
                 image = self.fine.run({"coarse_image": image, "template_crop": fine_in,
                                        "params": params}, ("image",))["image"]
-        side = self.bundle.box_size
-        image = resize_chw(image.reshape(3, *image.shape[-2:]), side, side)
-        return (np.clip(image.transpose(1, 2, 0), 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+            stage_template = fine_in
+        # Only the stage's *change* is upscaled: pixels it leaves alone keep the template's
+        # full box resolution, so nothing blurs and no edge shows (tools/renderer_net.py).
+        with self.timer.measure("upscale"):
+            b = self.bundle
+            side = b.box_size
+            change = resize_chw(image.reshape(stage_template.shape) - stage_template, side, side)
+            x, y = (int(v) for v in b.crop_boxes[template_index])
+            box = _crop_clamped(b.frames[template_index], x, y, side)
+            out = change.transpose(1, 2, 0) * np.float32(255)
+            out += box
+            out += np.float32(0.5)
+            return np.clip(out, 0, 255).astype(np.uint8)
 
 
 def _crop_clamped(frame: np.ndarray, x: int, y: int, size: int) -> np.ndarray:

@@ -33,3 +33,15 @@ def resize_chw(image: np.ndarray, height: int, width: int) -> np.ndarray:
     if image.shape[1:] == (height, width):
         return image
     return np.ascontiguousarray(resize_hwc(image.transpose(1, 2, 0), height, width).transpose(2, 0, 1))
+
+
+def shrink_chw(image: np.ndarray, size: int) -> np.ndarray:
+    """(c, s, s) float32 -> (c, size, size): area means when s is a multiple of size (what
+    the renderer stages were trained on; bilinear would alias), else bilinear."""
+    c, h, w = image.shape
+    fy, fx = h // size, w // size
+    if fy * size != h or fx * size != w or fy < 1:
+        return resize_chw(image, size, size)
+    if fy == 1 and fx == 1:
+        return image
+    return np.ascontiguousarray(image.reshape(c, size, fy, size, fx).mean(axis=(2, 4), dtype=np.float32))

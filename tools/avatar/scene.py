@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -110,9 +111,21 @@ class DefaultAvatar:
         return pose_at(k, self.settings.frames)
 
     def crop_box(self, k: int) -> tuple[int, int]:
-        """Top-left (x, y) of the mouth box of frame k, in output pixels; follows the head."""
+        """Top-left (x, y) of the mouth box, in output pixels: the same for every frame.
+
+        The box does not follow the head. A box that follows it moves in whole pixels while
+        the head sways smoothly, so everything the renderer draws jumps a pixel against the
+        face whenever the box does (a visible flicker every few frames). A fixed box sees
+        the mouth drift smoothly instead; it sits in the middle of the mouth's range over the
+        loop, so the drift (a few pixels) uses the margin evenly on both sides."""
+        return self._static_box
+
+    @cached_property
+    def _static_box(self) -> tuple[int, int]:
         s, half = self.settings.scale, self.settings.box_size / 2.0
-        cx, cy = self.pose(k).rigid.to_frame(0.0, MOUTH_Y + BOX_CENTER_BELOW_MOUTH)
+        centres = np.array([self.pose(j).rigid.to_frame(0.0, MOUTH_Y + BOX_CENTER_BELOW_MOUTH)
+                            for j in range(self.count)])
+        cx, cy = (centres.min(axis=0) + centres.max(axis=0)) / 2.0
         width, height = self.settings.frame_size
         box = self.settings.box
         x = min(max(round((cx - half) * s), 0), width - box)

@@ -1,0 +1,116 @@
+"""The renderer trainer end to end on a tiny dataset: a few steps, an interrupted run that
+resumes to the same weights, pnnx export, ncnn-vs-torch parity, and the runtime loading and
+running the bundle it writes.
+
+Needs the `tools` extra (torch, pnnx); skipped where it is missing (CI installs it)."""
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("pnnx")
+
+from runtime.render.bundle import load_bundle  # noqa: E402
+from runtime.render.renderer import NcnnRenderer, Quality  # noqa: E402
+from tools import make_default_avatar, train_renderer  # noqa: E402
+from tools.renderer_data import load_pairs, read_manifest, split_shards  # noqa: E402
+from tools.renderer_export import PARITY_LIMIT  # noqa: E402
+from tools.renderer_net import CoarseNet, FineNet, area_down, compose_box, count_macs  # noqa: E402
+
+TINY = ["--coarse-size", "16", "--crop-size", "32", "--feather-px", "8", "--batch", "4", "--warmup", "2",
+        "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("renderer") / "dataset"
+    assert make_default_avatar.main(["--out", str(out), "--scale", "0.25", "--frames", "8", "--pairs", "96",
+                                     "--shard-size", "32"]) == 0
+    return out
+
+
+def test_untrained_stages_are_the_identity():
+    """At initialisation both stages return their template, so the shown box is the template:
+    training starts from "change nothing" rather than from noise."""
+    box = torch.rand(2, 3, 64, 64)
+    params = torch.rand(2, 6)
+    coarse, fine = CoarseNet(16), FineNet(32, 16)
+    tc, tf = area_down(box, 16), area_down(box, 32)
+    with torch.no_grad():
+        c_img = coarse(tc, params)
+        assert torch.allclose(compose_box(box, tc, c_img), box, atol=0.02)  # paint weight starts at 0.018
+        f_img = fine(tc, tf, params)
+    # keep = 0.5 at init: halfway between the template and the upscaled coarse image.
+    assert f_img.shape == tf.shape
+
+
+def test_shipped_sizes_fit_the_multiply_add_budget():
+    coarse, fine = CoarseNet(64), FineNet(128, 64)
+    params = torch.rand(1, 6)
+    c_macs = count_macs(coarse, torch.rand(1, 3, 64, 64), params)
+    f_macs = count_macs(fine, torch.rand(1, 3, 64, 64), torch.rand(1, 3, 128, 128), params)
+    assert c_macs <= 10_000_000
+    assert c_macs + f_macs <= 60_000_000
+
+
+def test_train_export_parity_and_runtime_load(tiny_dataset, tmp_path):
+    bundle_dir = tmp_path / "bundle"
+    assert train_renderer.main(["--dataset", str(tiny_dataset), "--out", str(bundle_dir), "--work",
+                                str(tmp_path / "work"), "--steps", "6", "--checkpoint-every", "3", *TINY]) == 0
+    for name in ("avatar.yaml", "coarse.yaml", "fine.yaml", "training_curves.png", "training_log.json",
+                 "crop_boxes.npy", "frames/0000.png"):
+        assert (bundle_dir / name).is_file(), name
+    history = json.loads((bundle_dir / "training_log.json").read_text())
+    assert [h["step"] for h in history] == [3, 6]
+    for stage in ("coarse", "fine"):
+        sidecar = yaml.safe_load((bundle_dir / f"{stage}.yaml").read_text())
+        assert max(sidecar["parity"]["max_abs_diff"].values()) <= PARITY_LIMIT
+        assert sidecar["network"]["macs"] > 0 and "command" in sidecar["recipe"]
+    doc = yaml.safe_load((bundle_dir / "avatar.yaml").read_text())
+    assert doc["source"]["scale"] == 0.25 and doc["source"]["frames"] == 8
+
+    bundle = load_bundle(bundle_dir)  # verifies every sha256
+    renderer = NcnnRenderer(bundle)
+    params = np.array([0.8, 0.2, 0.0, 0.0, 0.0, 0.3], np.float32)
+    for level in (Quality.FULL, Quality.COARSE):
+        crop = renderer.render(params, 3, level)
+        assert crop.shape == (bundle.box_size, bundle.box_size, 3) and crop.dtype == np.uint8
+    assert renderer.render(np.zeros(6, np.float32), 3, Quality.FULL) is None  # rest = template as is
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tiny_dataset, tmp_path, monkeypatch):
+    doc = read_manifest(tiny_dataset)
+    train_names, val_names = split_shards(doc, 1)
+    train_set, val_set = load_pairs(tiny_dataset, train_names), load_pairs(tiny_dataset, val_names)
+    recipe = {**train_renderer.DEFAULT_RECIPE, "steps": 6, "checkpoint_every": 2, "batch": 4, "warmup": 2,
+              "coarse_size": 16, "crop_size": 32}
+    torch.set_num_threads(1)
+    whole_c, whole_f, _ = train_renderer.train(train_set, val_set, recipe, tmp_path / "whole")
+
+    real_losses = train_renderer.losses
+    calls = {"n": 0}
+
+    def crash_at_step_five(*args):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return real_losses(*args)
+
+    monkeypatch.setattr(train_renderer, "losses", crash_at_step_five)
+    with pytest.raises(KeyboardInterrupt):
+        train_renderer.train(train_set, val_set, recipe, tmp_path / "cut")
+    monkeypatch.setattr(train_renderer, "losses", real_losses)
+    resumed_c, resumed_f, history = train_renderer.train(train_set, val_set, recipe, tmp_path / "cut")
+    assert [h["step"] for h in history] == [2, 4, 6]
+    for a, b in ((whole_c, resumed_c), (whole_f, resumed_f)):
+        for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+            assert torch.equal(x, y), name
+
+
+def test_bad_dataset_gives_one_line(tmp_path, capsys):
+    (tmp_path / "dataset.yaml").write_text("schema: 7\n")
+    assert train_renderer.main(["--dataset", str(tmp_path), "--out", str(tmp_path / "b")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "schema" in err and "dataset.yaml" in err
