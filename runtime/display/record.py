@@ -362,6 +362,9 @@ class RecordSink(DisplaySink):
             if done.returncode != 0:
                 raise DisplayError(f"muxing failed (ffmpeg exit {done.returncode}): "
                                    f"{_last_lines(done.stderr) or 'no message'}")
+            # mkstemp made it 0600; the recording is for whoever runs the box: give it the
+            # mode any new file gets (0666 less the umask), as ffmpeg writing it directly would.
+            os.chmod(part, 0o666 & ~_umask())
             os.replace(part, self.path)
         except subprocess.TimeoutExpired:
             raise DisplayError("muxing took too long") from None
@@ -377,3 +380,10 @@ class RecordSink(DisplaySink):
                     temp.unlink(missing_ok=True)
                 except OSError as exc:
                     log.warning("could not remove %s: %s", temp, exc.strerror)
+
+
+def _umask() -> int:
+    """The process umask (only readable by setting it; set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
