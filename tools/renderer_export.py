@@ -3,7 +3,6 @@ check through the runtime's own loader, and the avatar bundle directory around t
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -16,6 +15,8 @@ import numpy as np
 import torch
 import yaml
 
+from runtime.models.ncnn_model import sha256_file
+
 from .renderer_net import CoarseNet, FineNet, area_down, count_macs, param_count
 
 log = logging.getLogger(__name__)
@@ -24,14 +25,6 @@ log = logging.getLogger(__name__)
 PARITY_LIMIT = 2.0 / 255.0
 #: fp16 storage moves lip edges by a few levels; the renderers run fp32 (checked by parity).
 FP32_OPTIONS = {"use_fp16_storage": False, "use_fp16_arithmetic": False, "use_fp16_packed": False}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _pnnx(module: torch.nn.Module, example: tuple[torch.Tensor, ...], out_dir: Path, name: str) -> None:
@@ -69,8 +62,8 @@ def _write_sidecar(out_dir: Path, name: str, kind: str, inputs: dict, output_sha
                    network: dict, recipe: Mapping[str, Any], header: str) -> Path:
     doc = {
         "schema": 1, "name": name, "kind": kind, "fixture": False,
-        "files": {"param": {"path": f"{name}.ncnn.param", "sha256": _sha256(out_dir / f"{name}.ncnn.param")},
-                  "bin": {"path": f"{name}.ncnn.bin", "sha256": _sha256(out_dir / f"{name}.ncnn.bin")}},
+        "files": {"param": {"path": f"{name}.ncnn.param", "sha256": sha256_file(out_dir / f"{name}.ncnn.param")},
+                  "bin": {"path": f"{name}.ncnn.bin", "sha256": sha256_file(out_dir / f"{name}.ncnn.bin")}},
         "inputs": inputs,
         "outputs": {"image": {"blob": "out0", "shape": output_shape,
                               "meaning": "RGB in [0, 1] (clip); the runtime adds its change from the "
@@ -151,15 +144,6 @@ def parity(coarse: CoarseNet, fine: FineNet, coarse_sidecar: Path, fine_sidecar:
     return worst
 
 
-def record(sidecar: Path, key: str, value: Any) -> None:
-    """Add a top-level entry to a sidecar (outside the sha256 of the model files)."""
-    text = sidecar.read_text()
-    header = "".join(line + "\n" for line in text.splitlines() if line.startswith("#"))
-    doc = yaml.safe_load(text)
-    doc[key] = value
-    sidecar.write_text(header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
-
-
 def write_bundle(out: Path, dataset: Path, manifest: dict, name: str, coarse_size: int, crop_size: int,
                  feather_px: int, recipe: Mapping[str, Any], demo_audio: str | None) -> Path:
     """avatar.yaml (+ template frames and crop boxes copied from the dataset) around the
@@ -174,11 +158,11 @@ def write_bundle(out: Path, dataset: Path, manifest: dict, name: str, coarse_siz
         target.parent.mkdir(parents=True, exist_ok=True)
         if dataset.resolve() != out.resolve():
             shutil.copyfile(dataset / rel, target)
-        hashes[rel] = _sha256(target)
+        hashes[rel] = sha256_file(target)
     boxes = str(template["crop_boxes"])
     if dataset.resolve() != out.resolve():
         shutil.copyfile(dataset / boxes, out / boxes)
-    hashes[boxes] = _sha256(out / boxes)
+    hashes[boxes] = sha256_file(out / boxes)
     generator = manifest.get("generator") or {}
     doc = {
         "schema": 1, "name": name, "fixture": False, "fps": int(manifest.get("fps", 25)),

@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from .renderer_data import PairSet, RendererDataError, batch_rows, load_pairs, read_manifest, split_shards
-from .renderer_export import PARITY_LIMIT, export_stages, parity, record, write_bundle
+from .audio_net import record_in_sidecar
+from .renderer_export import PARITY_LIMIT, export_stages, parity, write_bundle
 from .renderer_net import CoarseNet, FineNet, area_down, compose_box
 
 log = logging.getLogger(__name__)
@@ -204,9 +205,9 @@ def build(recipe: dict, dataset: Path, out: Path, work: Path) -> int:
     box, params, _ = val_set.batch(rows)
     worst = parity(coarse, fine, coarse_yaml, fine_yaml, box, params)
     for sidecar in (coarse_yaml, fine_yaml):
-        record(sidecar, "parity", {"max_abs_diff": {k: round(v, 6) for k, v in worst.items()},
+        record_in_sidecar(sidecar, "parity", {"max_abs_diff": {k: round(v, 6) for k, v in worst.items()},
                                    "limit": round(PARITY_LIMIT, 6), "rows": len(rows)})
-        record(sidecar, "training", {"final": history[-1] if history else None})
+        record_in_sidecar(sidecar, "training", {"final": history[-1] if history else None})
     demo = recipe.get("demo_audio")
     demo = demo if demo and (out / demo).is_file() else None
     if recipe.get("demo_audio") and demo is None:
