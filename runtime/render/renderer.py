@@ -105,7 +105,8 @@ class NcnnRenderer:
             out = change.transpose(1, 2, 0) * np.float32(255)
             out += box
             out += np.float32(0.5)
-            return np.clip(out, 0, 255).astype(np.uint8)
+            np.clip(out, 0, 255, out=out)  # in place: no second box-sized temporary per frame
+            return out.astype(np.uint8)
 
 
 def _crop_clamped(frame: np.ndarray, x: int, y: int, size: int) -> np.ndarray:
