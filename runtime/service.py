@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from . import __version__
 from .config_schema import Config
-from .health import process_usage, read_temperature_c
+from .health import process_usage, read_temperature_c, trim_heap
 from .pipeline import Appliance, ApplianceError, RunReport
 from .sd_notify import Notifier
 
@@ -98,6 +98,9 @@ class Service:
                 # reference cycles; free it now, before the new one starts its frame loop,
                 # rather than at some later full collection (two pipelines at once on a Pi).
                 gc.collect()
+                # ...and hand its freed pages back to the OS: glibc keeps them as free heap
+                # otherwise, and private memory then saws by the size of a pipeline.
+                trim_heap()
                 self.notifier.ready(status="reloaded")
         finally:
             self.state = "stopped"

@@ -79,7 +79,8 @@ def test_status_and_metrics(start_service):
     service = start_service()
     code, status = http(service, "GET", "/status")
     assert code == 200
-    for key in ("level", "fps", "drops", "temperature_c", "source", "uptime_s", "last_error"):
+    for key in ("level", "fps", "drops", "temperature_c", "source", "uptime_s", "last_error",
+                "private_mb", "heap_in_use_mb", "python_blocks"):
         assert key in status
     assert status["state"] == "running" and status["level"] == "full" and status["fps"] > 20
     code, metrics = http(service, "GET", "/metrics")
@@ -273,6 +274,7 @@ def test_cli_clients_say_stop_status(start_service, speech, capsys):
     assert main(["status", *where]) == 0
     out = capsys.readouterr().out
     assert "state      running" in out and "fps" in out
+    assert "memory     RSS" in out and "private" in out
     assert main(["status", "--json", *where]) == 0
     assert json.loads(capsys.readouterr().out)["barge_ins"] == 1
 

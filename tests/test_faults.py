@@ -228,3 +228,21 @@ def test_sha256_failure_at_start_is_exit_78_naming_the_file(model_fixtures, tmp_
         service.run()
     assert caught.value.exit_code == 78 and str(weights) in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_a_reload_frees_the_old_pipeline_and_trims_the_heap(model_fixtures, tmp_path,
+                                                            run_service, monkeypatch):
+    import weakref
+
+    from runtime import service as service_module
+    trims = []
+    monkeypatch.setattr(service_module, "trim_heap", lambda: trims.append(1) or True)
+    configs = [_config(model_fixtures, tmp_path, "render.quality=coarse"),
+               _config(model_fixtures, tmp_path)]
+    service = run_service(lambda: configs.pop())
+    first = weakref.ref(service.appliance)
+    assert service.reload() is True
+    _wait(lambda: service.appliance is not first() and service.status()["fps"] > 20, 10, "swap")
+    # Collected at the swap, not at some later full collection: two pipelines never coexist
+    # for long, and the freed pages went back to the OS.
+    assert first() is None and trims == [1]

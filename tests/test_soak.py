@@ -28,3 +28,34 @@ def test_soak(tmp_path):
     assert len(rows) == int(MINUTES + 0.999)
     assert (out / "soak.png").stat().st_size > 10_000
     assert "PASS" in (out / "soak.md").read_text()
+
+
+def _rows(minutes: int, private=lambda minute: 90.0, heap=lambda minute: 76.0) -> list[dict]:
+    return [{"minute": minute, "rss_mb": 600.0, "private_mb": private(minute),
+             "heap_in_use_mb": heap(minute), "open_fds": 5, "max_av_offset_ms": 20.0}
+            for minute in range(1, minutes + 1)]
+
+
+def test_a_sawtooth_in_private_memory_passes_a_long_run():
+    from tools.soak_report import verdict
+    # 92 -> 100 MB and back, every 40 minutes, as glibc's free lists fill and are reused.
+    rows = _rows(120, private=lambda minute: 92.0 + 8.0 * ((minute % 40) / 40))
+    assert verdict(rows, []) == []
+
+
+def test_a_slow_leak_fails_a_long_run_but_a_short_run_cannot_tell():
+    from tools.soak_report import verdict
+    leak = _rows(120, private=lambda minute: 92.0 + 0.1 * minute)  # 6 MB an hour
+    problems = verdict(leak, [])
+    assert len(problems) == 1 and problems[0].startswith("private memory: peak of the final third")
+    assert verdict(_rows(3, private=lambda minute: 92.0 + 5 * minute), []) == []
+    heap_leak = _rows(60, heap=lambda minute: 76.0 + 0.2 * minute)
+    assert verdict(heap_leak, [])[0].startswith("C heap in use")
+
+
+def test_rows_without_allocator_readings_are_judged_on_the_rest():
+    from tools.soak_report import verdict
+    rows = _rows(60, heap=lambda minute: "")  # macOS, musl: no mallinfo2
+    assert verdict(rows, []) == []
+    rows[-1]["open_fds"] = 6
+    assert verdict(rows, []) == ["open fds grew from 5 to 6"]

@@ -7,13 +7,16 @@ raw PCM chunked), barge in, reload a changed config (SIGHUP), reload a broken co
 (must be rejected), drop a TTS client mid-utterance, send a malformed body (must get 4xx).
 The configured source is a looping WAV playlist that changes with each reload.
 
-Each minute: RSS, open fds and threads of the appliance process, frames shown and dropped,
-fps, the largest picture-to-sound offset of that minute, barge-in latency, and what was
-done, into CSV and a PNG plot (rewritten every minute, so a cut-short run leaves a report).
-It fails (exit 1) on RSS growth over 5 % after the warm-up (the first 10 % of the run, at
-least one minute), any growth of open fds (the lowest count of a minute, the playlist file
-being read aside, so a request in flight does not count), an offset of one
-frame (40 ms) or more, an action answered wrongly, or an appliance that dies. Without
+Each minute: RSS, private memory, the appliance's own allocator readings (C heap in use and
+freed-but-kept, Python blocks: its /status), open fds and threads, frames shown and
+dropped, fps, the largest picture-to-sound offset of that minute, barge-in latency, and what
+was done, into CSV and a PNG plot (rewritten every minute, so a cut-short run leaves a
+report). It fails (exit 1) on RSS growth over 5 % after the warm-up (the first 10 % of the
+run, at least one minute), any growth of open fds (the lowest count of a minute, the
+playlist file being read aside, so a request in flight does not count), an offset of one
+frame (40 ms) or more, an action answered wrongly, or an appliance that dies; a run of 30
+minutes or more also fails when the peaks of private memory or of the C heap in use climb
+over 5 % from the first third to the last (tools/soak_report.py). Without
 --bundle/--audio-model it runs on TEST FIXTURE models (tools/make_fixtures.py).
 """
 from __future__ import annotations
@@ -40,6 +43,7 @@ from runtime.audio.pcm import encode_pcm
 from runtime.audio.wav import write_wav
 from runtime.bench import speech_like
 from runtime.control_client import UnixHTTPConnection, exchange
+from runtime.health import private_mb
 from tools.soak_report import plot, summary, verdict
 
 log = logging.getLogger(__name__)
@@ -48,7 +52,10 @@ REPO = Path(__file__).resolve().parent.parent
 #: The allocator settings of systemd/edgemate.service: the soak measures what a box runs.
 UNIT_ENVIRONMENT = {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_ARENA_MAX": "2",
                     "OMP_WAIT_POLICY": "PASSIVE"}
-COLUMNS = ("minute", "rss_mb", "private_mb", "open_fds", "threads", "frames_shown", "dropped", "fps",
+#: Allocator readings from the appliance's own /status (glibc; empty elsewhere), at each minute.
+HEAP_COLUMNS = ("heap_in_use_mb", "heap_free_mb", "python_blocks")
+COLUMNS = ("minute", "rss_mb", "private_mb", *HEAP_COLUMNS, "open_fds", "threads",
+           "frames_shown", "dropped", "fps",
            "max_av_offset_ms", "barge_in_ms_max", "says", "stops", "reloads", "bad_reloads",
            "client_drops", "malformed", "errors", "load_avg_1m")
 
@@ -262,6 +269,7 @@ class Soak:
                "max_av_offset_ms": status["recent_max_av_offset_ms"],
                "barge_in_ms_max": max(self.barge_ms, default=""),
                "load_avg_1m": round(os.getloadavg()[0], 2)}
+        row.update({key: "" if status.get(key) is None else status[key] for key in HEAP_COLUMNS})
         row.update(self.counts)
         self.barge_ms_all += self.barge_ms
         self.barge_ms = []
@@ -302,17 +310,10 @@ class Soak:
 
 
 def _private_mb(process: psutil.Process) -> float:
-    """Anonymous resident memory (heap, stacks, buffers): where a leak shows. Total RSS also
-    counts file pages of memory-mapped files (the decoded template loop, ~550 MB for the
-    default avatar), which come and go with the page cache and say nothing about leaks."""
-    try:
-        with open(f"/proc/{process.pid}/status") as status:
-            for line in status:
-                if line.startswith("RssAnon:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return process.memory_full_info().uss / 2**20  # macOS: private pages, a close stand-in
+    """Anonymous resident memory of the appliance, read from outside it (`runtime.health`);
+    on macOS its private pages, a close stand-in."""
+    private = private_mb(f"/proc/{process.pid}/status")
+    return private if private is not None else process.memory_full_info().uss / 2**20
 
 
 def main(argv: list[str] | None = None) -> int:
