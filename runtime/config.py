@@ -17,11 +17,11 @@ from typing import Any, Sequence
 
 import yaml
 
-from .config_schema import (INVALID, AudioConfig, AvatarConfig, Config, ControlConfig,
-                            DisplayConfig, ServiceConfig, GovernorConfig, SensorsConfig,
-                            FilesConfig, LogConfig, MicConfig, ModelsConfig, PlaybackConfig,
-                            Problems, RecordConfig, RenderConfig, RunConfig, Section,
-                            StreamConfig, dotted, show, to_dict)
+from .config_schema import (AudioConfig, AvatarConfig, Config, ControlConfig, DisplayConfig,
+                            ServiceConfig, GovernorConfig, SensorsConfig, FilesConfig, LogConfig,
+                            MicConfig, ModelsConfig, PlaybackConfig, RecordConfig, RenderConfig,
+                            RunConfig, StreamConfig, to_dict)
+from .config_specs import INVALID, Problems, Section, dotted, show
 from .paths import data_dir
 
 log = logging.getLogger(__name__)
