@@ -30,7 +30,8 @@ _METRICS = (
     ("private_mb", "edgemate_private_memory_megabytes", "gauge",
      "Anonymous resident memory (heap, stacks): where a leak shows."),
     ("heap_in_use_mb", "edgemate_heap_in_use_megabytes", "gauge",
-     "C heap handed out (glibc mallinfo2): grows with a leak."),
+     "C heap handed out (glibc mallinfo2), untouched pages of big arrays included: "
+     "grows with a leak."),
     ("heap_free_mb", "edgemate_heap_free_megabytes", "gauge",
      "C heap freed but kept by the allocator: saws with fragmentation."),
     ("python_blocks", "edgemate_python_allocated_blocks", "gauge",
