@@ -59,9 +59,18 @@ def socket_path(args: argparse.Namespace) -> Path:
     # A relative control.socket was resolved against this shell's runtime dir; the service
     # resolved it against /run/edgemate: prefer that one when it exists.
     under_systemd = SYSTEMD_RUNTIME_DIR / configured.name
-    if not os.environ.get("RUNTIME_DIRECTORY") and under_systemd.exists():
+    if not os.environ.get("RUNTIME_DIRECTORY") and _present(under_systemd):
         return under_systemd
     return configured
+
+
+def _present(path: Path) -> bool:
+    """Whether `path` exists. A directory we may not enter (/run/edgemate is 0750) counts as
+    holding it: connecting then says "permission denied" and how to get in."""
+    try:
+        return path.exists()
+    except PermissionError:
+        return path.parent.exists()
 
 
 def exchange(connection: http.client.HTTPConnection, method: str, path: str,
@@ -162,6 +171,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"picture    {doc.get('fps')} fps, level {doc.get('level')}, {doc.get('drops')} dropped, "
           f"max offset {doc.get('recent_max_av_offset_ms')} ms (last 60 s)")
     print(f"source     {doc.get('source')}")
+    print(f"display    {doc.get('sink')}" + (f" ({doc['sink_note']})" if doc.get("sink_note") else ""))
     print(f"sensors    {'no thermal sensor' if temp is None else f'{temp} C'}; "
           f"{doc.get('open_fds')} fds")
     private = doc.get("private_mb")

@@ -361,6 +361,7 @@ class Appliance:
                 "level": self.quality.level().label if self.quality is not None else None,
                 "clock": getattr(self.clock, "name", None),
                 "sink": getattr(self.sink, "name", None),
+                "sink_note": self.report.sink_note,  # why a fallback sink is in use
                 "fps": round(self.fps(), 2),
                 "frames_shown": stats.shown if stats else 0,
                 "dropped": stats.dropped if stats else 0,

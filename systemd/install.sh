@@ -4,13 +4,15 @@
 #
 #   sudo systemd/install.sh [--profile rpi4|rpi5|x86-mini|default] [--no-start] [--allow-tcp]
 #   sudo systemd/install.sh --uninstall [--purge]
+#   (PYTHON=/path/to/python3 picks the interpreter of the venv; default /usr/bin/python3)
 #
 # What it does: system packages (Debian/Raspberry Pi OS), the system user `edgemate` (groups
 # video, render, audio), a virtual environment in /opt/edgemate with EdgeMate from this
-# checkout, /etc/edgemate/config.yaml from a board profile (never overwritten), the unit
-# /etc/systemd/system/edgemate.service, enabled (and started unless --no-start).
+# checkout (and the command /usr/local/bin/edgemate), /etc/edgemate/config.yaml from a board
+# profile (never overwritten), the unit /etc/systemd/system/edgemate.service, enabled (and
+# started unless --no-start).
 # --uninstall stops and removes the unit and /opt/edgemate; --purge also removes the user,
-# /etc/edgemate and /var/lib/edgemate.
+# /etc/edgemate, /var/lib/edgemate and /var/cache/edgemate.
 set -euo pipefail
 
 PREFIX=/opt/edgemate
@@ -18,6 +20,7 @@ CONF_DIR=/etc/edgemate
 UNIT_DIR=/etc/systemd/system
 UNIT=edgemate.service
 SERVICE_USER=edgemate
+LINK=/usr/local/bin/edgemate
 SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PROFILE=""
 START=1
@@ -25,7 +28,7 @@ ALLOW_TCP=0
 ACTION=install
 PURGE=0
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit "${1:-0}"; }  # the header
 say() { printf 'install.sh: %s\n' "$*"; }
 die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
 
@@ -65,12 +68,13 @@ uninstall() {
   rm -rf "$UNIT_DIR/$UNIT.d/10-allow-tcp.conf"
   rmdir "$UNIT_DIR/$UNIT.d" 2>/dev/null || true
   rm -rf "$PREFIX"
+  [ "$(readlink "$LINK" 2>/dev/null)" = "$PREFIX/bin/edgemate" ] && rm -f "$LINK"
   have_systemd && systemctl daemon-reload
   say "removed the unit and $PREFIX"
   if [ "$PURGE" = 1 ]; then
     rm -rf "$CONF_DIR" /var/lib/edgemate /var/cache/edgemate /var/log/edgemate
     if id "$SERVICE_USER" >/dev/null 2>&1; then userdel "$SERVICE_USER"; fi
-    say "purged $CONF_DIR, /var/lib/edgemate and the user $SERVICE_USER"
+    say "purged $CONF_DIR, /var/lib/edgemate, /var/cache/edgemate and the user $SERVICE_USER"
   else
     say "kept $CONF_DIR, /var/lib/edgemate and the user $SERVICE_USER (--purge removes them)"
   fi
@@ -104,12 +108,30 @@ ensure_user() {
   done
 }
 
+runs_as_service() { runuser -u "$SERVICE_USER" -- "$@" >/dev/null 2>&1; }
+
 install_venv() {
-  [ -x "$PREFIX/bin/python" ] || python3 -m venv "$PREFIX"
+  # The system's Python, not whichever python3 comes first in root's PATH: a pyenv or
+  # conda interpreter under /root is one the service user cannot even execute.
+  local python="${PYTHON:-/usr/bin/python3}"
+  [ -x "$python" ] || python="$(command -v python3)" || die "no python3 (install python3-venv)"
+  if [ -x "$PREFIX/bin/python" ] && ! runs_as_service "$PREFIX/bin/python" -c ''; then
+    say "recreating $PREFIX: $SERVICE_USER cannot run its interpreter ($(readlink -f "$PREFIX/bin/python"))"
+    rm -rf "$PREFIX"
+  fi
+  [ -x "$PREFIX/bin/python" ] || "$python" -m venv "$PREFIX"
+  runs_as_service "$PREFIX/bin/python" -c '' || die "$SERVICE_USER cannot run $PREFIX/bin/python" \
+    "(-> $(readlink -f "$PREFIX/bin/python")): give a system-wide Python 3.10+, e.g. PYTHON=/usr/bin/python3 $0"
   "$PREFIX/bin/pip" install -q --upgrade pip
   # A regular (non-editable) install: the configs and models land in $PREFIX/share/edgemate.
   "$PREFIX/bin/pip" install -q --upgrade "$SRC[audio]"
   say "EdgeMate $("$PREFIX/bin/edgemate" --version | cut -d' ' -f2) in $PREFIX"
+  # `edgemate status|say|stop` for everyone in the group edgemate; never over another file.
+  if [ ! -e "$LINK" ] || [ "$(readlink "$LINK")" = "$PREFIX/bin/edgemate" ]; then
+    ln -sfn "$PREFIX/bin/edgemate" "$LINK"
+  else
+    say "left $LINK alone (not ours): use $PREFIX/bin/edgemate"
+  fi
 }
 
 install_config() {
@@ -129,10 +151,10 @@ display:
   sink: window
   fullscreen: true
   driver: kmsdrm
-  # No window, no kiosk: record to the state directory rather than exit.
-  fallback: record
-  record:
-    path: /var/lib/edgemate/fallback-recording.mp4
+  # No display (another program holds DRM master, no screen attached): keep running with
+  # nothing shown, so the control socket, status and metrics still answer and say why.
+  # (record would fill the disk: a recording has no size limit.)
+  fallback: null
 EOF
   chmod 0644 "$CONF_DIR/config.yaml"
   say "wrote $CONF_DIR/config.yaml (extends $profile)"
@@ -174,7 +196,21 @@ fi
 install_packages
 ensure_user
 install_venv
+check_as_service() {
+  # As the service will run: its user (so a file it cannot read shows now), its home and its
+  # cache directory. That also decodes the avatar's template loop into /var/cache/edgemate,
+  # so the first start maps it instead of decoding it (a minute on a Pi's SD card).
+  install -d -o "$SERVICE_USER" -g "$SERVICE_USER" -m 0750 /var/lib/edgemate /var/cache/edgemate
+  # A clean environment, like the unit's: nothing of this shell (EDGEMATE_* overrides) leaks in.
+  if (cd /var/lib/edgemate && runuser -u "$SERVICE_USER" -- env -i PATH=/usr/bin:/bin LANG=C.UTF-8 \
+        HOME=/var/lib/edgemate CACHE_DIRECTORY=/var/cache/edgemate \
+        "$PREFIX/bin/edgemate" check -c "$CONF_DIR/config.yaml"); then
+    say "checked the config and models as $SERVICE_USER"
+  else
+    say "edgemate check reported problems (above); the service exits 78 until they are fixed"
+  fi
+}
+
 install_config
-"$PREFIX/bin/edgemate" check -c "$CONF_DIR/config.yaml" || \
-  say "edgemate check reported problems (above); the service exits 78 until they are fixed"
+check_as_service
 install_unit

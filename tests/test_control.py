@@ -274,7 +274,7 @@ def test_cli_clients_say_stop_status(start_service, speech, capsys):
     assert main(["status", *where]) == 0
     out = capsys.readouterr().out
     assert "state      running" in out and "fps" in out
-    assert "memory     RSS" in out and "private" in out
+    assert "memory     RSS" in out and "private" in out and "display    null" in out
     assert main(["status", "--json", *where]) == 0
     assert json.loads(capsys.readouterr().out)["barge_ins"] == 1
 
@@ -305,6 +305,30 @@ def test_clients_find_the_socket_of_the_systemd_service(tmp_path, monkeypatch):
     assert control_client.socket_path(args) == tmp_path / "edgemate-control.sock"
     monkeypatch.setenv("EDGEMATE_CONTROL_SOCKET", "/elsewhere.sock")
     assert str(control_client.socket_path(args)) == "/elsewhere.sock"
+
+
+def test_a_user_outside_the_group_is_told_how_to_get_in(tmp_path, monkeypatch, capsys):
+    from runtime import control_client
+    from runtime.cli import main as cli_main
+    monkeypatch.delenv("RUNTIME_DIRECTORY", raising=False)
+    monkeypatch.delenv("EDGEMATE_CONTROL_SOCKET", raising=False)
+    monkeypatch.setattr(control_client, "SYSTEMD_RUNTIME_DIR", tmp_path)
+    real_exists = Path.exists
+
+    def exists(path):  # what a user outside the group sees of /run/edgemate (mode 0750)
+        if path.parent == tmp_path:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_exists(path)
+
+    def connect(self):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "exists", exists)
+    monkeypatch.setattr(control_client.UnixHTTPConnection, "connect", connect)
+    assert cli_main(["status"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err
+    assert str(tmp_path / "edgemate-control.sock") in err and "usermod -aG edgemate" in err
 
 
 def test_cli_say_from_stdin_streams_it_chunked(start_service, speech):

@@ -160,6 +160,8 @@ def test_a_display_that_cannot_open_uses_the_configured_fallback(model_fixtures,
     service = run_service(lambda: config)
     assert service.status()["sink"] == "null"
     assert service.appliance.report.sink_note.endswith("showing nothing (null sink) instead")
+    # ...and `edgemate status` says so, for the integrator looking at a dark screen.
+    assert service.status()["sink_note"] == service.appliance.report.sink_note
 
 
 def test_a_display_that_dies_mid_run_is_replaced_by_nothing(model_fixtures, tmp_path,

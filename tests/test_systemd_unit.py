@@ -1,7 +1,9 @@
 """The shipped unit: `systemd-analyze verify` prints nothing, the exposure score is <= 1.5,
-and the pieces the runtime relies on are there. install.sh and the macOS plist parse."""
+and the pieces the runtime relies on are there. install.sh and the macOS plist parse; on a
+disposable machine (CI: EDGEMATE_TEST_INSTALL=1, as root) install.sh runs for real."""
 from __future__ import annotations
 
+import os
 import plistlib
 import re
 import shutil
@@ -79,3 +81,39 @@ def test_macos_launch_agent_is_a_valid_plist():
     assert plist["Label"] == "com.edgemate.appliance"
     assert plist["ProgramArguments"][1:3] == ["run", "-c"]
     assert plist["KeepAlive"]["SuccessfulExit"] is False and plist["RunAtLoad"] is True
+
+
+@pytest.mark.skipif(os.environ.get("EDGEMATE_TEST_INSTALL") != "1" or os.geteuid() != 0,
+                    reason="installs a system user, /opt/edgemate and /etc/edgemate: only on "
+                           "a disposable machine, as root, with EDGEMATE_TEST_INSTALL=1 (CI)")
+def test_install_twice_run_as_the_service_user_then_purge():
+    script = REPO / "systemd" / "install.sh"
+    owned = [Path(p) for p in ("/opt/edgemate", "/etc/edgemate", "/var/lib/edgemate",
+                               "/var/cache/edgemate", "/usr/local/bin/edgemate")]
+    if any(path.exists() or path.is_symlink() for path in owned):
+        pytest.skip("EdgeMate is installed on this machine already: not touching it")
+
+    def install(*args: str) -> str:
+        done = subprocess.run(["bash", str(script), *args], capture_output=True, text=True,
+                              timeout=900)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return done.stdout
+
+    try:
+        first = install("--no-start", "--profile", "default")
+        assert "wrote /etc/edgemate/config.yaml (extends default)" in first
+        assert "checked the config and models as edgemate" in first
+        # The check ran as the service user and decoded the template loop where it will look.
+        cached = list(Path("/var/cache/edgemate/templates").glob("*.npy"))
+        assert len(cached) == 1 and cached[0].stat().st_size > 100e6
+        assert cached[0].stat().st_uid == int(subprocess.check_output(["id", "-u", "edgemate"]))
+        again = install("--no-start")  # idempotent: the config is kept, nothing is recreated
+        assert "kept /etc/edgemate/config.yaml" in again and "created" not in again
+        assert os.readlink("/usr/local/bin/edgemate") == "/opt/edgemate/bin/edgemate"
+        version = subprocess.run(["runuser", "-u", "edgemate", "--", "/usr/local/bin/edgemate",
+                                  "--version"], capture_output=True, text=True, cwd="/")
+        assert version.returncode == 0 and version.stdout.startswith("edgemate ")
+    finally:
+        install("--uninstall", "--purge")
+    assert not any(path.exists() or path.is_symlink() for path in owned)
+    assert subprocess.run(["id", "edgemate"], capture_output=True).returncode != 0
