@@ -155,10 +155,12 @@ def test_under_systemd_notify_ready_watchdog_sigstop_and_stopping(model_fixtures
     pings = [at for at, text in received if text == "WATCHDOG=1"]
     before = [at for at in pings if at < stopped_at]
     assert len(before) >= 5
-    # Pings every 0.2 s, except for one silence as long as the stop (1.5 s): the times are
-    # those of receipt, so the gap is looked for rather than placed exactly.
-    gaps = [b - a for a, b in zip(pings, pings[1:])]
-    assert max(gaps) > 1.2 and sorted(gaps)[-2] < 0.6
+    # Silent while stopped. The times are those of receipt and the clock is read around the
+    # signals, not at them (pings were seen again 1.43 s after `stopped_at`), so the window
+    # is 0.3 to 1.2 s. Not asserted: how regular the pings are otherwise (on a busy CI core
+    # one receipt came 1.5 s after the one before, away from the stop).
+    frozen = [round(at - stopped_at, 2) for at in pings if stopped_at + 0.3 < at < stopped_at + 1.2]
+    assert frozen == [], f"pings while the process was stopped, at {frozen} s"
     assert [at for at in pings if at > stopped_at + 1.5]  # it pings again once it runs
     assert "STOPPING=1" in texts
     assert proc.returncode == 0
