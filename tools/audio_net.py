@@ -9,10 +9,7 @@ look-ahead is the sidecar's `lookahead_steps` (step n answers for video frame n 
 """
 from __future__ import annotations
 
-import hashlib
 import logging
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -22,6 +19,9 @@ import yaml
 from torch import nn
 
 from runtime.features import FbankSettings
+from runtime.models.ncnn_model import sha256_file
+
+from .pnnx_export import export_to_ncnn
 
 log = logging.getLogger(__name__)
 
@@ -87,31 +87,19 @@ class StepNet(nn.Module):
         return params.reshape(6), h1, c1
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def export_ncnn(net: MouthNet, out_dir: Path, name: str, recipe: Mapping[str, Any],
                 fbank: FbankSettings = FbankSettings(), extra: Mapping[str, Any] | None = None) -> Path:
     """pnnx-export `net` to out_dir/NAME.ncnn.{param,bin} and write the sidecar NAME.yaml."""
-    import pnnx
-
     net = net.eval()
     step = StepNet(net).eval()
     hidden = net.hidden
     example = (torch.randn(1, FRAMES_PER_STEP, fbank.num_bins), torch.zeros(1, 1, hidden),
                torch.zeros(1, 1, hidden))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="pnnx-") as tmp:
-        pt_path = Path(tmp) / f"{name}.pt"
-        with torch.no_grad():
-            pnnx.export(step, str(pt_path), example)
-        for suffix in ("ncnn.param", "ncnn.bin"):
-            shutil.copyfile(Path(tmp) / f"{name}.{suffix}", out_dir / f"{name}.{suffix}")
+    export_to_ncnn(step, example, out_dir, name)
     sidecar = {
         "schema": 1, "name": name, "kind": "audio_model", "fixture": False,
-        "files": {"param": {"path": f"{name}.ncnn.param", "sha256": _sha256(out_dir / f"{name}.ncnn.param")},
-                  "bin": {"path": f"{name}.ncnn.bin", "sha256": _sha256(out_dir / f"{name}.ncnn.bin")}},
+        "files": {"param": {"path": f"{name}.ncnn.param", "sha256": sha256_file(out_dir / f"{name}.ncnn.param")},
+                  "bin": {"path": f"{name}.ncnn.bin", "sha256": sha256_file(out_dir / f"{name}.ncnn.bin")}},
         "inputs": {
             "features": {"blob": "in0", "shape": [FRAMES_PER_STEP, fbank.num_bins],
                          "meaning": "4 fbank frames (10 ms hop) = one 40 ms step, raw log-mel"},

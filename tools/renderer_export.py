@@ -4,10 +4,7 @@ check through the runtime's own loader, and the avatar bundle directory around t
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -17,6 +14,7 @@ import yaml
 
 from runtime.models.ncnn_model import sha256_file
 
+from .pnnx_export import export_to_ncnn
 from .renderer_net import CoarseNet, FineNet, area_down, count_macs, param_count
 
 log = logging.getLogger(__name__)
@@ -25,37 +23,6 @@ log = logging.getLogger(__name__)
 PARITY_LIMIT = 2.0 / 255.0
 #: fp16 storage moves lip edges by a few levels; the renderers run fp32 (checked by parity).
 FP32_OPTIONS = {"use_fp16_storage": False, "use_fp16_arithmetic": False, "use_fp16_packed": False}
-
-
-def _pnnx(module: torch.nn.Module, example: tuple[torch.Tensor, ...], out_dir: Path, name: str) -> None:
-    import pnnx
-
-    with tempfile.TemporaryDirectory(prefix="pnnx-") as tmp:
-        # pnnx prints pages of converter passes to fds 1 and 2: keep them in a file, shown on failure.
-        chatter = open(Path(tmp) / "pnnx.log", "w+b")
-        saved = (os.dup(1), os.dup(2))
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(chatter.fileno(), 1)
-        os.dup2(chatter.fileno(), 2)
-        failed = False
-        try:
-            with torch.no_grad():
-                pnnx.export(module.eval(), str(Path(tmp) / f"{name}.pt"), example)
-        except Exception:
-            failed = True
-            raise
-        finally:
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
-            if failed:
-                chatter.seek(0)
-                sys.stderr.write(chatter.read().decode(errors="replace")[-4000:])
-            chatter.close()
-        for suffix in ("ncnn.param", "ncnn.bin"):
-            shutil.copyfile(Path(tmp) / f"{name}.{suffix}", out_dir / f"{name}.{suffix}")
 
 
 def _write_sidecar(out_dir: Path, name: str, kind: str, inputs: dict, output_shape: list[int],
@@ -86,8 +53,8 @@ def export_stages(coarse: CoarseNet, fine: FineNet, out_dir: Path, recipe: Mappi
     coarse, fine = coarse.eval(), fine.eval()
     with torch.no_grad():
         image = coarse(t_coarse, params)
-    _pnnx(coarse, (t_coarse, params), out_dir, "coarse")
-    _pnnx(fine, (image, t_fine, params), out_dir, "fine")
+    export_to_ncnn(coarse, (t_coarse, params), out_dir, "coarse")
+    export_to_ncnn(fine, (image, t_fine, params), out_dir, "fine")
     header = "# Avatar renderer stage, written by tools/renderer_export.py; rebuild with the recipe's command.\n"
     params_in = {"blob": None, "shape": [6], "meaning": "open, wide, round, press, bite, teeth in [0, 1] "
                                                         "(open already scaled by calibration.open_scale)"}

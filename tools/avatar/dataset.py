@@ -15,7 +15,6 @@ shards already on disk (each written atomically) and gives the same bytes as a c
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,8 @@ from typing import Callable, Protocol
 
 import numpy as np
 import yaml
+
+from runtime.models.ncnn_model import sha256_file
 
 from .mouth import PARAM_NAMES
 from .params import ParamMix, sample_pairs
@@ -85,14 +86,6 @@ class DatasetError(RuntimeError):
 
 def shard_name(i: int) -> str:
     return f"shard_{i:04d}.npz"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def shard_complete(path: Path, count: int) -> bool:
@@ -170,7 +163,7 @@ def write_pairs(out: Path, spec: DatasetSpec, source: PairSource,
     todo = []
     for i, count in enumerate(counts):
         if shard_complete(out / shard_name(i), count):
-            done[i] = _sha256(out / shard_name(i))
+            done[i] = sha256_file(out / shard_name(i))
             if progress:
                 progress(count)
         else:
@@ -196,6 +189,6 @@ def write_pairs(out: Path, spec: DatasetSpec, source: PairSource,
             if progress:
                 progress(1)
         write_shard(out / shard_name(i), index, params, tmpl, target, sequence)
-        done[i] = _sha256(out / shard_name(i))
+        done[i] = sha256_file(out / shard_name(i))
         write_manifest(out, spec, done)
     return done
