@@ -59,3 +59,19 @@ def test_rows_without_allocator_readings_are_judged_on_the_rest():
     assert verdict(rows, []) == []
     rows[-1]["open_fds"] = 6
     assert verdict(rows, []) == ["open fds grew from 5 to 6"]
+
+
+def test_a_report_is_replotted_from_its_csv(tmp_path):
+    import csv as csv_module
+
+    from tools.soak_report import main as replot
+    rows = _rows(12)
+    for row in rows:
+        row.update(heap_free_mb=3.0, python_blocks=160000, dropped=0)
+    path = tmp_path / "soak.csv"
+    with open(path, "w", newline="") as handle:
+        writer = csv_module.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    assert replot([str(path)]) == 0
+    assert (tmp_path / "soak.png").stat().st_size > 10_000

@@ -77,46 +77,60 @@ def verdict(rows: list[dict], failures: list[str]) -> list[str]:
     return problems
 
 
+def _measured(rows: list[dict], key: str) -> bool:
+    return all(row.get(key) not in (None, "") for row in rows)
+
+
 def plot(rows: list[dict], path: Path, title: str) -> None:
+    """Per minute: RSS with its limit; private memory with the C heap's own account (where
+    the peak rule looks); open fds; drops; the picture-to-sound offset with one frame."""
     import matplotlib
     matplotlib.use("Agg")  # no display on a soak box
     import matplotlib.pyplot as plt
     minutes = [row["minute"] for row in rows]
-    heap = rows[0].get("heap_in_use_mb") not in (None, "")
-    figure, axes = plt.subplots(5 if heap else 4, 1, figsize=(9, 12 if heap else 10), sharex=True)
-    key = memory_key(rows)
-    panels = [(key, MEMORY_LABEL[key] + " (MB)"), ("open_fds", "open fds, playlist files aside (min of the minute)"),
-              ("dropped", "frames dropped per minute"),
-              ("max_av_offset_ms", "max picture-to-sound offset (ms)")]
-    for axis, (key, label) in zip(axes, panels):
-        axis.plot(minutes, [row[key] for row in rows], marker="o", markersize=3)
-        axis.set_ylabel(label, fontsize=8)
-        axis.grid(alpha=0.3)
-    base = float(rows[min(warmup_minutes(len(rows)), len(rows)) - 1][key])
-    axes[0].axhline(base * (1 + RSS_GROWTH_LIMIT), color="red", linestyle="--", linewidth=0.8,
-                    label="limit: +5 % over the end of the warm-up")
-    axes[0].legend(fontsize=8)
-    if rows[0].get("private_mb") not in (None, ""):  # the anonymous part, for reference
-        axes[0].plot(minutes, [float(row["private_mb"]) for row in rows], color="grey", linewidth=0.8,
-                     label="private (anonymous) memory, no rule")
-    axes[0].set_ylim(0, max(float(row["rss_mb"]) for row in rows) * 1.2)
-    axes[1].set_ylim(0, max(row["open_fds"] for row in rows) + 5)
-    if heap:  # glibc's own account: in use (a leak) against kept-free (fragmentation)
-        for key, label in (("heap_in_use_mb", "in use"), ("heap_free_mb", "freed, kept")):
-            axes[4].plot(minutes, [float(row[key]) for row in rows], marker="o", markersize=3,
-                         label=label)
-        axes[4].set_ylabel("C heap (MB)", fontsize=8)
-        axes[4].grid(alpha=0.3)
-        axes[4].legend(fontsize=8, loc="upper left")
-        blocks = axes[4].twinx()
-        blocks.plot(minutes, [int(row["python_blocks"]) / 1000 for row in rows], color="grey",
+
+    def series(key: str) -> list[float]:
+        return [float(row[key]) for row in rows]
+
+    figure, axes = plt.subplots(5, 1, figsize=(9, 12), sharex=True)
+    rss, memory, fds, drops, offset = axes
+    rss.plot(minutes, series("rss_mb"), marker="o", markersize=3)
+    base = float(rows[min(warmup_minutes(len(rows)), len(rows)) - 1]["rss_mb"])
+    rss.axhline(base * (1 + RSS_GROWTH_LIMIT), color="red", linestyle="--", linewidth=0.8,
+                label="limit: +5 % over the end of the warm-up")
+    rss.set_ylim(0, max(series("rss_mb") + [base * (1 + RSS_GROWTH_LIMIT)]) * 1.15)
+    rss.set_ylabel("RSS, mapped template\nincluded (MB)", fontsize=8)
+    rss.legend(fontsize=8, loc="lower right")
+
+    lines = [(key, label) for key, label in (
+        ("private_mb", "private (anonymous)"), ("heap_in_use_mb", "C heap in use"),
+        ("heap_free_mb", "C heap freed, kept")) if _measured(rows, key)]
+    for key, label in lines:
+        memory.plot(minutes, series(key), marker="o", markersize=3, label=label)
+    memory.set_ylim(0, max(max(series(key)) for key, _ in lines) * 1.25 if lines else 1)
+    memory.set_ylabel("private memory\nand C heap (MB)", fontsize=8)
+    memory.legend(fontsize=8, loc="lower left", ncol=3)
+    if _measured(rows, "python_blocks"):
+        blocks = memory.twinx()
+        blocks.plot(minutes, [float(b) / 1000 for b in series("python_blocks")], color="grey",
                     linewidth=0.8)
-        blocks.set_ylabel("Python blocks (thousands, grey)", fontsize=8)
-        blocks.set_ylim(0, max(int(row["python_blocks"]) for row in rows) / 1000 * 1.2)
-    axes[3].axhline(FRAME_MS, color="red", linestyle="--", linewidth=0.8, label="one frame")
-    axes[3].set_ylim(0, max(FRAME_MS * 1.3, max(row["max_av_offset_ms"] for row in rows) * 1.1))
-    axes[3].legend(fontsize=8)
-    axes[-1].set_xlabel("minute")
+        # Scaled to run through the empty middle of the panel, clear of the MB lines.
+        blocks.set_ylim(0, max(series("python_blocks")) / 1000 * 2.2)
+        blocks.set_ylabel("Python blocks\n(thousands, grey line)", fontsize=8)
+
+    fds.plot(minutes, series("open_fds"), marker="o", markersize=3)
+    fds.set_ylim(0, max(series("open_fds")) + 5)
+    fds.set_ylabel("open fds\n(playlist files aside)", fontsize=8)
+    drops.plot(minutes, series("dropped"), marker="o", markersize=3)
+    drops.set_ylabel("frames dropped\nper minute", fontsize=8)
+    offset.plot(minutes, series("max_av_offset_ms"), marker="o", markersize=3)
+    offset.axhline(FRAME_MS, color="red", linestyle="--", linewidth=0.8, label="one frame")
+    offset.set_ylim(0, max(FRAME_MS * 1.3, max(series("max_av_offset_ms")) * 1.1))
+    offset.set_ylabel("max picture-to-sound\noffset (ms)", fontsize=8)
+    offset.legend(fontsize=8)
+    for axis in axes:
+        axis.grid(alpha=0.3)
+    offset.set_xlabel("minute")
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=80)
@@ -165,3 +179,27 @@ def summary(soak, stop_s: float | None) -> str:
     out.write("\n" + ("PASS" if not problems else "FAIL:\n- " + "\n- ".join(problems)) + "\n")
     out.write("\nPer minute: [soak.csv](soak.csv); plot: ![soak](soak.png)\n")
     return out.getvalue()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Re-plot a soak's soak.csv (after a change to the plot, or from a cut-short run)."""
+    import argparse
+    import csv
+    parser = argparse.ArgumentParser(prog="python -m tools.soak_report", description=main.__doc__)
+    parser.add_argument("csv", type=Path)
+    parser.add_argument("--out", type=Path, help="PNG path (default: soak.png beside the CSV)")
+    parser.add_argument("--title", default="EdgeMate soak: playlists, pushed speech, barge-ins, reloads")
+    args = parser.parse_args(argv)
+    with open(args.csv, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        print(f"{args.csv}: no rows")
+        return 1
+    for row in rows:
+        row["minute"] = int(row["minute"])
+    plot(rows, args.out or args.csv.with_name("soak.png"), args.title)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
