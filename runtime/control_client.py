@@ -172,13 +172,13 @@ def cmd_status(args: argparse.Namespace) -> int:
           f"max offset {doc.get('recent_max_av_offset_ms')} ms (last 60 s)")
     print(f"source     {doc.get('source')}")
     print(f"display    {doc.get('sink')}" + (f" ({doc['sink_note']})" if doc.get("sink_note") else ""))
-    print(f"sensors    {'no thermal sensor' if temp is None else f'{temp} C'}; "
-          f"{doc.get('open_fds')} fds")
+    print(f"sensors    {'no thermal sensor' if temp is None else f'{temp} C'}")
     private = doc.get("private_mb")
     print(f"memory     RSS {doc.get('rss_mb')} MB"
           + ("" if private is None else f" ({private} MB private)")
           + ("" if doc.get("heap_in_use_mb") is None else
-             f"; C heap {doc['heap_in_use_mb']} MB in use, {doc['heap_free_mb']} MB freed and kept"))
+             f"; C heap {doc['heap_in_use_mb']} MB in use, {doc['heap_free_mb']} MB freed and kept")
+          + f"; {doc.get('open_fds')} fds")
     governor = doc.get("governor")
     if governor:  # render.quality: auto
         last = governor["switches"][-1] if governor["switches"] else None

@@ -93,11 +93,12 @@ _LIBC = _glibc()
 
 
 def heap_usage() -> dict:
-    """What the C allocator holds, which tells a leak from fragmentation: `heap_in_use_mb`
-    (blocks handed out, mmap'd ones included: grows with a leak), `heap_free_mb` (freed
-    blocks the allocator keeps for reuse: saws with fragmentation; `trim_heap` returns their
-    pages to the OS, though they stay counted here), and `python_blocks` (Python objects' small blocks: grows with a Python-level
-    leak). The C readings are None without glibc."""
+    """What the C allocator holds, which tells a leak from fragmentation:
+    - `heap_in_use_mb`: blocks handed out, mmap'd ones included; grows with a leak;
+    - `heap_free_mb`: freed blocks the allocator keeps for reuse; saws with fragmentation
+      (`trim_heap` returns their pages to the OS, though they stay counted here);
+    - `python_blocks`: Python objects' small blocks; grows with a Python-level leak.
+    The C readings are None without glibc."""
     usage = {"heap_in_use_mb": None, "heap_free_mb": None,
              "python_blocks": sys.getallocatedblocks()}
     if _LIBC is not None:

@@ -33,14 +33,23 @@ def test_heap_in_use_follows_allocations_and_trim_gives_freed_memory_back():
     libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
     libc.free.argtypes = [ctypes.c_void_p]
     before = health.heap_usage()["heap_in_use_mb"]
-    # Many small blocks (below any mmap threshold): heap, not mmap'd chunks.
-    blocks = [libc.malloc(4096) for _ in range(4096)]
+    # Many small blocks (below any mmap threshold): heap, not mmap'd chunks. The last one,
+    # from the heap's top, stays: it keeps glibc from trimming the top on its own.
+    blocks = [libc.malloc(4096) for _ in range(4097)]
+    pin = blocks.pop()
     try:
         during = health.heap_usage()["heap_in_use_mb"]
         assert during - before >= 15  # 16 MB handed out
     finally:
         for block in blocks:
             libc.free(block)
+    try:
+        _freed_then_trimmed(before)
+    finally:
+        libc.free(pin)
+
+
+def _freed_then_trimmed(before: float) -> None:
     after = health.heap_usage()
     assert after["heap_in_use_mb"] - before < 2 and after["heap_free_mb"] >= 10
     if health.private_mb() is None:
