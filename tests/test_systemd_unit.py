@@ -107,8 +107,12 @@ def test_install_twice_run_as_the_service_user_then_purge():
         cached = list(Path("/var/cache/edgemate/templates").glob("*.npy"))
         assert len(cached) == 1 and cached[0].stat().st_size > 100e6
         assert cached[0].stat().st_uid == int(subprocess.check_output(["id", "-u", "edgemate"]))
-        again = install("--no-start")  # idempotent: the config is kept, nothing is recreated
+        dropin = Path("/etc/systemd/system/edgemate.service.d/10-allow-tcp.conf")
+        again = install("--no-start", "--allow-tcp")  # idempotent: the config is kept
         assert "kept /etc/edgemate/config.yaml" in again and "created" not in again
+        assert "IPAddressAllow=localhost" in dropin.read_text()
+        again = install("--no-start")  # without --allow-tcp the loopback door closes again
+        assert not dropin.exists() and f"removed {dropin}" in again
         assert os.readlink("/usr/local/bin/edgemate") == "/opt/edgemate/bin/edgemate"
         version = subprocess.run(["runuser", "-u", "edgemate", "--", "/usr/local/bin/edgemate",
                                   "--version"], capture_output=True, text=True, cwd="/")
