@@ -108,8 +108,7 @@ class NcnnRenderer:
             change += np.float32(0.5)
             x, y = (int(v) for v in b.crop_boxes[template_index])
             box = _crop_clamped(b.frames[template_index], x, y, b.box_size)
-            out = self._box_sum
-            np.add(self.upscaler.run(change).transpose(1, 2, 0), box, out=out)
+            out = self.upscaler.add_to(change, box, self._box_sum)
             np.clip(out, 0, 255, out=out)
             return out.astype(np.uint8)
 

@@ -41,8 +41,24 @@ class Upscaler:
             log.warning("ncnn upscaler unavailable (%s): upscaling in numpy", exc)
 
     def run(self, chw: np.ndarray) -> np.ndarray:
-        if self._net is None:
+        """The upscaled image, (c, side, side), in an array of its own."""
+        mat = self._upscaled(chw)
+        if mat is None:
             return resize_chw(chw, self.side, self.side)
+        return np.array(mat, dtype=np.float32, copy=True)
+
+    def add_to(self, chw: np.ndarray, base: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """out = base + the upscaled image, (side, side, c): the renderer's per-frame step.
+        It reads ncnn's output in place, so no box-sized copy is made on the frame path."""
+        mat = self._upscaled(chw)
+        up = resize_chw(chw, self.side, self.side) if mat is None else np.asarray(mat)
+        np.add(up.transpose(1, 2, 0), base, out=out)  # `mat` (which `up` views) is alive here
+        return out
+
+    def _upscaled(self, chw: np.ndarray):
+        """ncnn's output Mat, or None when upscaling falls back to numpy."""
+        if self._net is None:
+            return None
         extractor = self._net.create_extractor()
         # Mat(array) neither copies nor keeps the array alive: `data` is held until the
         # extract below returns. Interp does not write into its input, so no clone.
@@ -52,5 +68,5 @@ class Upscaler:
         if ret != 0:
             log.warning("ncnn upscale failed (code %d): upscaling in numpy from now on", ret)
             self._net = None
-            return resize_chw(chw, self.side, self.side)
-        return np.array(mat, dtype=np.float32, copy=True)
+            return None
+        return mat
