@@ -4,7 +4,10 @@ Report fields (JSON with --json): stages_ms {stage: {p50, p95, n}}, uncapped_fps
 coarse}, steady {seconds, delivered_fps, dropped, max_av_offset_ms, cpu_percent_one_core},
 rss_mb (peak), start_to_first_frame_s, governor {enabled, switches [{t, from, to, reason}],
 time_at_level_s, switch_count}, stress (with --stress / --thermal-ramp: workers, phases
-[{name, delivered_fps, dropped, max_av_offset_ms, ...}], thermal_ramp). Later issues add
+[{name, delivered_fps, dropped, max_av_offset_ms, ...}], thermal_ramp), cotenants (with
+--stress PROFILES: [{profile, delivered_fps, dropped, dropped_own_cost, dropped_preempted,
+time_at_level_s, switches, max_av_offset_ms, lip_sync_r, speech_at_coarse_or_better, ...}]).
+Later issues add
 fields; none is removed.
 """
 from __future__ import annotations
@@ -70,7 +73,7 @@ def _uncapped_fps(appliance, level, frames: int) -> float:
 def run_bench(args: argparse.Namespace, load: Callable) -> int:
     from .cli import _STARTED_AT
     from .pipeline import Appliance
-    from .render.renderer import Quality
+    from .quality import Quality
     from .stress import StressPlan, StressRun
 
     probe = load(args)
@@ -108,6 +111,12 @@ def run_bench(args: argparse.Namespace, load: Callable) -> int:
         stages = appliance.timer.summary_ms()
         uncapped = {level.label: _uncapped_fps(appliance, level, args.frames)
                     for level in (Quality.FULL, Quality.COARSE)}
+        appliance.close()
+        cotenants = None
+        if isinstance(args.stress, tuple):
+            from .bench_cotenants import run_profiles
+            once = [o for o in extra if not o.startswith("run.duration_s=")]
+            cotenants = run_profiles(args, load, args.stress, Path(clip), once, _STARTED_AT)
     result = {
         "edgemate": __version__,
         "machine": {"system": platform.system(), "machine": platform.machine(),
@@ -125,6 +134,7 @@ def run_bench(args: argparse.Namespace, load: Callable) -> int:
         "start_to_first_frame_s": round(report.start_to_first_frame_s or 0.0, 3),
         "governor": governor,
         "stress": plan.as_dict() if plan is not None else None,
+        "cotenants": cotenants,
     }
     if args.json:
         print(json.dumps(result, indent=2))
@@ -177,6 +187,9 @@ def _print_table(result: dict) -> None:
     for switch in governor["switches"]:
         out.write(f"  {switch['t']:8.2f} s  {switch['from']:>6} -> {switch['to']:<6} "
                   f"{switch['reason']}\n")
+    if result["cotenants"]:
+        from .bench_cotenants import print_profiles
+        print_profiles(result["cotenants"], out)
     stress = result["stress"]
     if stress:
         out.write(f"stress: {stress['workers']} load workers\n")

@@ -120,8 +120,9 @@ def cmd_run(args: argparse.Namespace, extra: Sequence[str] = ()) -> int:
         notifier.close()
     if report.sink_note:
         print(report.sink_note)
-    log.info("stopped: %d frames shown, %d dropped, max picture-to-sound offset %.1f ms",
-             report.frames_shown, report.frames_dropped, report.max_av_offset_ms)
+    log.info("stopped: %d frames shown, %d dropped (%d pre-empted by other programs), "
+             "max picture-to-sound offset %.1f ms", report.frames_shown, report.frames_dropped,
+             report.frames_preempted, report.max_av_offset_ms)
     return 0
 
 

@@ -37,6 +37,11 @@ SET_LABEL = "--set"
 
 # Guards against hostile or broken YAML: an alias "billion laughs" expands to millions of
 # nodes, and deep nesting exhausts Python's recursion limit.
+#: Keys an older release knew: accepted with a warning (what replaced them), not an error.
+RETIRED_KEYS = {
+    ("governor", "busy_cpu_percent"): "the governor judges the CPU time of its own frames, "
+    "so other programs' load no longer changes its bar (see governor in default.yaml)",
+}
 _MAX_NODES = 100_000
 _MAX_DEPTH = 100
 
@@ -370,6 +375,12 @@ class _Collector(Problems):
     def base_dir(self, path: tuple) -> Path:
         return self.origin(path)[0].base_dir
 
+    def retired(self, path: tuple) -> None:
+        # Once per load: a config written for an older release keeps working, and says so.
+        layer, line = self.origin(path)
+        where = f"{layer.label}:{line}: " if line is not None else f"{layer.label}:"
+        log.warning("%s%s: no longer used (ignored): %s", where, dotted(path), RETIRED_KEYS[path])
+
 
 def _build(cls: type, data: Any, path: tuple, problems: _Collector) -> Any:
     """Validate the mapping `data` into dataclass `cls`, reporting every problem found."""
@@ -378,7 +389,9 @@ def _build(cls: type, data: Any, path: tuple, problems: _Collector) -> Any:
         return INVALID
     specs = {f.name: f.metadata["spec"] for f in dataclasses.fields(cls) if "spec" in f.metadata}
     for key in data:
-        if key not in specs:
+        if path + (key,) in RETIRED_KEYS:
+            problems.retired(path + (key,))
+        elif key not in specs:
             problems.error(path + (key,),
                            f"unknown key {key!r} (allowed: {', '.join(specs)})")
     values = {}

@@ -134,9 +134,11 @@ class GovernorConfig:
     window_s: float = _spec(Float(lo=0.2, hi=10))
     step_down_cost: float = _spec(Float(lo=0.1, hi=2))
     step_up_cost: float = _spec(Float(lo=0.05, hi=2))
-    step_down_drops: int = _spec(Int(lo=1, hi=100))
-    busy_cpu_percent: float | None = _spec(Float(nullable=True, lo=1, hi=100))
+    # Never 1: a single dropped frame is not evidence that rendering costs too much.
+    step_down_drops: int = _spec(Int(lo=2, hi=100))
+    pass_after_s: float = _spec(Float(lo=1, hi=600))
     dwell_s: float = _spec(Float(lo=0, hi=3600))
+    thermal_dwell_s: float = _spec(Float(lo=0, hi=3600))
     refractory_s: float = _spec(Float(lo=0, hi=600))
     warmup_s: float = _spec(Float(lo=0, hi=600))
     retry_after_s: float = _spec(Float(lo=1, hi=86400))

@@ -168,7 +168,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     temp = doc.get("temperature_c")
     print(f"state      {doc.get('state')} (pid {doc.get('pid')}, up {doc.get('uptime_s')} s)")
-    print(f"picture    {doc.get('fps')} fps, level {doc.get('level')}, {doc.get('drops')} dropped, "
+    print(f"picture    {doc.get('fps')} fps, level {doc.get('level')}, {doc.get('drops')} dropped "
+          f"({doc.get('preempted')} pre-empted), "
           f"max offset {doc.get('recent_max_av_offset_ms')} ms (last 60 s)")
     print(f"source     {doc.get('source')}")
     print(f"display    {doc.get('sink')}" + (f" ({doc['sink_note']})" if doc.get("sink_note") else ""))

@@ -9,6 +9,9 @@ _METRICS = (
     ("frames_shown", "edgemate_frames_shown_total", "counter", "Frames shown."),
     ("drops", "edgemate_frames_dropped_total", "counter",
      "Frames skipped because rendering fell behind the audio clock."),
+    ("preempted", "edgemate_frames_preempted_total", "counter",
+     "Of the dropped frames, those another process caused by holding the core (the "
+     "frame's own CPU cost fitted its budget): never a reason to lower the quality."),
     ("recent_max_av_offset_ms", "edgemate_av_offset_max_milliseconds", "gauge",
      "Largest picture-to-sound offset over the last 60 s."),
     ("temperature_c", "edgemate_temperature_celsius", "gauge",

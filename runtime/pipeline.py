@@ -27,12 +27,13 @@ from .audio.timeline import Timeline
 from .clock import CaptureClock, MonotonicClock, PlaybackClock
 from .config_schema import Config
 from .display.sink import DisplayError, DisplaySink
+from .level_transition import LevelTransition, RenderPlan
 from .models.audio_model import AudioModel
 from .mouth import MouthAnalyzer, MouthTrack
-from .quality import FixedQuality, QualityPolicy
+from .quality import BUDGET_S, DropLedger, FixedQuality, FrameCost, Quality, QualityPolicy
 from .render.bundle import AvatarBundle, load_bundle
 from .render.compositor import Compositor
-from .render.renderer import NcnnRenderer, Quality, Renderer
+from .render.renderer import NcnnRenderer, Renderer
 from .scheduler import FrameScheduler
 from .sensors import SensorSampler, discover
 from .stage_timer import StageTimer
@@ -52,6 +53,8 @@ class ApplianceError(Exception):
 class RunReport:
     frames_shown: int = 0
     frames_dropped: int = 0
+    #: Of the dropped frames, those another process caused by holding the core.
+    frames_preempted: int = 0
     max_av_offset_ms: float = 0.0
     start_to_first_frame_s: float | None = None
     wall_s: float = 0.0
@@ -67,11 +70,18 @@ _OFFSET_WINDOW_S = 60
 
 class Appliance:
     def __init__(self, config: Config, *, started_at: float | None = None,
-                 tick: Callable[[], None] | None = None):
+                 tick: Callable[[], None] | None = None,
+                 on_frame: Callable[[int, int, object, RenderPlan, object], None] | None = None):
         self.config = config
         self.started_at = time.monotonic() if started_at is None else started_at
         # Called from the frame loop after every shown frame (watchdog, status): keep it cheap.
         self._tick = tick
+        # (frame, template index, params, plan, crop) of every shown frame, for the bench's
+        # lip-sync measurement; None on a kiosk.
+        self._on_frame = on_frame
+        # Own-cost drops follow a frame that used more than the step-up headroom itself.
+        self.drops = DropLedger(config.governor.step_up_cost * BUDGET_S)
+        self.transition: LevelTransition | None = None
         self.timer = StageTimer()
         self.track = MouthTrack()
         self.timeline = Timeline()
@@ -253,6 +263,8 @@ class Appliance:
         duration = cfg.run.duration_s
         fed_audio = 0
         feed_audio = getattr(self.sink, "feed_audio", None)
+        transition = self.transition = LevelTransition(self.quality.level())
+        self.drops.restart()
         self.ingest.start()
         run_start = time.monotonic()
         try:
@@ -266,10 +278,11 @@ class Appliance:
                 ended = self.ingest.ended_at
                 if ended is not None and cfg.audio.files.on_end == "exit" and audio_pos >= ended:
                     break
-                started = time.perf_counter()
-                level = self.quality.level()
+                started, cpu_started = time.perf_counter(), time.thread_time()
+                params = self.track.get(frame)
+                plan = transition.plan(self.quality.level(), params)
                 index = frame % bundle.frame_count
-                crop = self.renderer.render(self.track.get(frame), index, level)
+                crop = self.renderer.render(params, index, plan.level, plan.blend_from, plan.weight)
                 with self.timer.measure("composite"):
                     x, y = bundle.crop_boxes[index]
                     image, dirty = self.compositor.compose(bundle.frames[index], crop, int(x), int(y), template_key=index)
@@ -283,11 +296,18 @@ class Appliance:
                         fed_audio = upto
                     self._present(image, frame, dirty)
                 scheduler.shown(frame, offset)
-                self._after_frame(frame, offset)
-                # The frame's busy time: the wait for its slot in present_at is not cost.
+                # The frame's busy time: the wait for its slot in present_at is not cost; the
+                # wait sleeps, so the thread's CPU time over the whole frame is its own cost.
                 busy = (rendered - started) + (time.perf_counter() - slot_started)
-                self.quality.observe(busy, scheduler.stats.dropped)
-                self.report.levels[level.label] = self.report.levels.get(level.label, 0) + 1
+                cpu = time.thread_time() - cpu_started
+                own, preempted = self.drops.split(scheduler.stats.dropped)
+                self.drops.shown(cpu)
+                self._after_frame(frame, offset)
+                self.quality.observe(FrameCost(busy, cpu, own, preempted, plan.level, plan.blended))
+                if self._on_frame is not None:
+                    self._on_frame(frame, index, params, plan, crop)
+                label = plan.level.label
+                self.report.levels[label] = self.report.levels.get(label, 0) + 1
                 if self.report.start_to_first_frame_s is None:
                     self.report.start_to_first_frame_s = time.monotonic() - self.started_at
                     self.on_first_frame()
@@ -303,6 +323,7 @@ class Appliance:
             stats = scheduler.stats
             self.report.frames_shown = stats.shown
             self.report.frames_dropped = stats.dropped
+            self.report.frames_preempted = self.drops.preempted
             self.report.max_av_offset_ms = round(stats.max_av_offset_s * 1000, 2)
             self.report.wall_s = time.monotonic() - run_start
             self.scheduler_stats = stats
@@ -365,6 +386,8 @@ class Appliance:
                 "fps": round(self.fps(), 2),
                 "frames_shown": stats.shown if stats else 0,
                 "dropped": stats.dropped if stats else 0,
+                "preempted": self.drops.preempted,
+                "dropped_own_cost": self.drops.own,
                 "late_presents": stats.late_presents if stats else 0,
                 "max_av_offset_ms": round(stats.max_av_offset_s * 1000, 2) if stats else 0.0,
                 "recent_max_av_offset_ms": round(max(recent, default=0.0) * 1000, 2),

@@ -38,6 +38,7 @@ class Totals:
 
     frames_shown: int = 0
     frames_dropped: int = 0
+    frames_preempted: int = 0
     barge_ins: int = 0
     reloads: int = 0
     reload_failures: int = 0
@@ -124,6 +125,7 @@ class Service:
         report = appliance.report
         self.totals.frames_shown += report.frames_shown
         self.totals.frames_dropped += report.frames_dropped
+        self.totals.frames_preempted += report.frames_preempted
         self.totals.barge_ins += appliance.barge_ins
         self.report = report
 
@@ -213,6 +215,7 @@ class Service:
                   "uptime_s": round(time.monotonic() - self.started_at, 1),
                   "level": live.get("level"), "fps": live.get("fps", 0.0),
                   "frames_shown": shown, "drops": dropped,
+                  "preempted": self.totals.frames_preempted + counted.get("preempted", 0),
                   "temperature_c": temperature, "throttled": live.get("throttled", []),
                   "cpu_other_percent": live.get("cpu_other_percent"),
                   "governor": governor,

@@ -131,12 +131,13 @@ class StressPlan:
         """None unless --stress or --thermal-ramp. Recovery lasts long enough for two
         step-ups (PASS -> COARSE -> FULL), each after dwell_s."""
         ramp = getattr(args, "thermal_ramp", None)
-        if not args.stress and ramp is None:
+        phases = args.stress == "phases"  # a tuple names co-tenant profiles (bench_cotenants)
+        if not phases and ramp is None:
             return None
         recover = max(args.calm_seconds, 2 * dwell_s + 10)
         total = 0.0
         plan = cls(total_s=0.0)
-        if args.stress:
+        if phases:
             calm, load = args.calm_seconds, args.stress_seconds
             plan.workers = args.stress_workers or os.cpu_count() or 1
             plan.stress = (calm, calm + load)
@@ -249,10 +250,23 @@ def _ramp(text: str) -> tuple[float, float, float]:
     return start, peak, end
 
 
+def _stress(text: str) -> str | tuple[str, ...]:
+    from .cotenants import parse_profiles
+    if text == "phases":
+        return text
+    try:
+        return parse_profiles(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def add_stress_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("governor demonstration")
-    group.add_argument("--stress", action="store_true",
-                       help="load every core with busy-loop processes between two calm phases")
+    group.add_argument("--stress", nargs="?", const="phases", default=None, type=_stress,
+                       metavar="PROFILES",
+                       help="alone: load every core with busy-loop processes between two calm "
+                       "phases; with 'all' or a comma list of quiet, tts, busy, niced, "
+                       "appliance: the whole clip beside each co-tenant, with lip sync kept")
     group.add_argument("--stress-workers", type=int, default=0, metavar="N",
                        help="load processes (default: one per core)")
     group.add_argument("--stress-seconds", type=float, default=20.0, metavar="S",

@@ -19,7 +19,7 @@ from runtime.governor import Governor
 from runtime.metrics import prometheus_text
 from runtime.pipeline import Appliance
 from runtime.quality import FixedQuality
-from runtime.render.renderer import Quality
+from runtime.quality import Quality
 from runtime.stress import LoadWorkers, ramp_points, temperature_at
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -122,11 +122,11 @@ class _StuckAfter:
     def __init__(self, inner, frames: int, release: threading.Event):
         self.inner, self.left, self.release = inner, frames, release
 
-    def render(self, params, index, level):
+    def render(self, params, index, level, blend_from=None, weight=1.0):
         self.left -= 1
         if self.left < 0:
             self.release.wait()
-        return self.inner.render(params, index, level)
+        return self.inner.render(params, index, level, blend_from, weight)
 
 
 def test_watchdog_pings_while_frames_advance_and_stop_when_the_loop_freezes(

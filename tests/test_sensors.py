@@ -11,7 +11,7 @@ import pytest
 
 from runtime.config import load_config
 from runtime.governor import Governor
-from runtime.render.renderer import Quality
+from runtime.quality import FrameCost, Quality
 from runtime.sensors import (FileTemperature, PiThrottle, PmsetThermal, SensorSampler,
                              SensorSet, X86Throttle, discover, find_thermal_zone,
                              parse_pmset_therm, parse_temperature)
@@ -194,7 +194,8 @@ def test_permission_denied_and_a_directory_give_no_reading(temp_file, tmp_path, 
 
 
 def test_governor_on_failing_sensor_files_never_raises(temp_file, tmp_path):
-    settings = dataclasses.replace(load_config().governor, warmup_s=0.0, dwell_s=1.0)
+    settings = dataclasses.replace(load_config().governor, warmup_s=0.0, dwell_s=1.0,
+                                   thermal_dwell_s=1.0)
     found = discover(dataclasses.replace(settings.sensors, temperature_file=temp_file,
                                          throttle_file=tmp_path / "flags"),
                      system="Linux", use_psutil=False)
@@ -210,7 +211,7 @@ def test_governor_on_failing_sensor_files_never_raises(temp_file, tmp_path):
         sampler.sample_once()
         for _ in range(25):
             now[0] += 0.04
-            governor.observe(0.005, 0)
+            governor.observe(FrameCost(0.005, 0.005))
     labels = [(s.from_level.label, s.to_level.label) for s in governor.switches]
     assert labels[0] == ("full", "pass")  # 90 C: critical
     assert governor.level() > Quality.PASS  # back up once the file read 55 C again

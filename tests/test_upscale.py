@@ -53,3 +53,25 @@ def test_renderer_crops_match_the_numpy_path(model_fixtures):
             assert np.abs(crop.astype(int) - reference.astype(int)).max() <= 1
             assert (crop != reference).mean() < 0.01
     assert renderer.render(np.zeros(6, np.float32), 0, Quality.FULL) is None  # rest: as is
+
+
+def test_a_blend_cross_fades_the_two_levels_changes(model_fixtures):
+    """A level switch renders `weight` of one level's change and the rest of the other's
+    (runtime/level_transition.py); the ends are the plain renders, PASS changes nothing."""
+    bundle = load_bundle(model_fixtures[1])
+    renderer = NcnnRenderer(bundle)
+    params = np.array([0.9, 0.3, 0.1, 0.0, 0.2, 0.6], np.float32)
+    x, y = (int(v) for v in bundle.crop_boxes[3])
+    box = bundle.frames[3][y:y + bundle.box_size, x:x + bundle.box_size].astype(np.float32)
+    full = renderer.render(params, 3, Quality.FULL).astype(np.float32)
+    coarse = renderer.render(params, 3, Quality.COARSE).astype(np.float32)
+    for weight in (0.25, 0.5, 0.75):
+        mixed = renderer.render(params, 3, Quality.FULL, Quality.COARSE, weight).astype(np.float32)
+        expected = weight * full + (1 - weight) * coarse
+        # Exact up to the uint8 rounding of each end and the clip at 0 and 255.
+        assert np.abs(mixed - expected).max() <= 1.5
+        faded = renderer.render(params, 3, Quality.PASS, Quality.FULL, weight).astype(np.float32)
+        assert np.abs(faded - (box + (1 - weight) * (full - box))).max() <= 1.5
+    same = renderer.render(params, 3, Quality.FULL, Quality.COARSE, 1.0)
+    np.testing.assert_array_equal(same, full.astype(np.uint8))
+    assert renderer.render(params, 3, Quality.PASS, Quality.PASS, 0.5) is None

@@ -6,13 +6,13 @@ picks the level per frame; any renderer honours all three.
 """
 from __future__ import annotations
 
-import enum
 import logging
 from typing import Protocol
 
 import numpy as np
 
 from ..models.ncnn_model import NcnnModel, load_sidecar
+from ..quality import Quality  # noqa: F401 - re-exported: the renderer seam names it
 from ..stage_timer import StageTimer
 from .bundle import AvatarBundle
 from .resize import shrink_chw
@@ -25,30 +25,11 @@ log = logging.getLogger(__name__)
 REST_EPSILON = 1e-3
 
 
-class Quality(enum.IntEnum):
-    PASS = 0
-    COARSE = 1
-    FULL = 2
-
-    @classmethod
-    def parse(cls, name: str) -> Quality:
-        return cls[name.upper()]
-
-    @property
-    def label(self) -> str:
-        return self.name.lower()
-
-
 class Renderer(Protocol):
-    def render(self, params: np.ndarray, template_index: int, level: Quality) -> np.ndarray | None:
-        """A (box, box, 3) uint8 crop for the template frame's mouth box, or None = as is."""
-
-
-class PassRenderer:
-    """Shows the template only; what a bundle without models or a PASS level looks like."""
-
-    def render(self, params: np.ndarray, template_index: int, level: Quality) -> np.ndarray | None:
-        return None
+    def render(self, params: np.ndarray, template_index: int, level: Quality,
+               blend_from: Quality | None = None, weight: float = 1.0) -> np.ndarray | None:
+        """A (box, box, 3) uint8 crop for the template frame's mouth box, or None = as is;
+        with `blend_from`, a cross-fade between two levels (`weight` of `level`)."""
 
 
 class NcnnRenderer:
@@ -83,32 +64,45 @@ class NcnnRenderer:
             self._ready[index] = True
         return self._coarse_inputs[index], self._fine_inputs[index]
 
-    def render(self, params: np.ndarray, template_index: int, level: Quality) -> np.ndarray | None:
-        if level == Quality.PASS or float(np.max(params)) < REST_EPSILON:
+    def render(self, params: np.ndarray, template_index: int, level: Quality,
+               blend_from: Quality | None = None, weight: float = 1.0) -> np.ndarray | None:
+        """The crop at `level`; with `blend_from`, a cross-fade: `weight` of `level`'s change
+        and the rest of `blend_from`'s (PASS changes nothing), for a switch without a pop."""
+        if float(np.max(params)) < REST_EPSILON:
+            return None
+        weights = {level: weight} if blend_from is None else {level: weight, blend_from: 1.0 - weight}
+        weights = {lvl: share for lvl, share in weights.items() if lvl != Quality.PASS and share > 0}
+        if not weights:
             return None
         params = params.astype(np.float32, copy=True)
         params[0] = min(1.0, params[0] * self.bundle.open_scale)
         coarse_in, fine_in = self._template_inputs(template_index)
         with self.timer.measure("coarse"):
-            image = self.coarse.run({"template_crop": coarse_in, "params": params}, ("image",))["image"]
-        stage_template = coarse_in
-        if level == Quality.FULL:
+            coarse = self.coarse.run({"template_crop": coarse_in, "params": params}, ("image",))["image"]
+        changes = []  # (stage output, its template input, weight)
+        if Quality.COARSE in weights:
+            changes.append((coarse, coarse_in, weights[Quality.COARSE]))
+        if Quality.FULL in weights:
             with self.timer.measure("fine"):
-                image = self.fine.run({"coarse_image": image, "template_crop": fine_in,
-                                       "params": params}, ("image",))["image"]
-            stage_template = fine_in
+                fine = self.fine.run({"coarse_image": coarse, "template_crop": fine_in,
+                                      "params": params}, ("image",))["image"]
+            changes.append((fine, fine_in, weights[Quality.FULL]))
         # Only the stage's *change* is upscaled: pixels it leaves alone keep the template's
         # full box resolution, so nothing blurs and no edge shows (tools/renderer_net.py).
         with self.timer.measure("upscale"):
             b = self.bundle
-            change = image.reshape(stage_template.shape) - stage_template
-            # To 0..255 levels and +0.5 for rounding on the small image: bilinear weights sum
-            # to 1, so both commute with the upscale and cost a quarter (or 1/16) of the work.
-            change *= np.float32(255)
-            change += np.float32(0.5)
             x, y = (int(v) for v in b.crop_boxes[template_index])
-            box = _crop_clamped(b.frames[template_index], x, y, b.box_size)
-            out = self.upscaler.add_to(change, box, self._box_sum)
+            base = _crop_clamped(b.frames[template_index], x, y, b.box_size)
+            out = self._box_sum
+            for n, (image, stage_template, share) in enumerate(changes):
+                change = image.reshape(stage_template.shape) - stage_template
+                # To 0..255 levels and +0.5 for rounding on the small image: bilinear weights
+                # sum to 1, so both commute with the upscale and cost a quarter (or 1/16) of
+                # the work. The rounding half is added once, with the first change.
+                change *= np.float32(255 * share)
+                if n == 0:
+                    change += np.float32(0.5)
+                out = self.upscaler.add_to(change, base if n == 0 else out, out)
             np.clip(out, 0, 255, out=out)
             return out.astype(np.uint8)
 
