@@ -25,8 +25,22 @@ log = logging.getLogger(__name__)
 _HEAD_START_S = 1.0
 
 
+def _cores() -> int:
+    # The cores this process may run on: children inherit the affinity, so under
+    # `taskset -c 1` one co-tenant process per allowed core competes for that core.
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        return os.cpu_count() or 1
+
+
 def _process_cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
 
@@ -54,10 +68,11 @@ def run_profiles(args: argparse.Namespace, load: Callable, profiles: Sequence[st
     rows = []
     for profile in profiles:
         config = load(args, [*extra, f"run.duration_s={seconds}"])
-        tenant = CoTenant(profile, os.cpu_count() or 1,
+        tenant = CoTenant(profile, _cores(),
                           _second_appliance_argv(args, config, Path(clip).resolve(), seconds))
         meter = LipSyncMeter()
         appliance = None
+        children0, tenant0 = _children_cpu_s(), time.monotonic()
         try:
             tenant.start()
             if tenant.procs:
@@ -73,7 +88,10 @@ def run_profiles(args: argparse.Namespace, load: Callable, profiles: Sequence[st
             tenant.stop()
             if appliance is not None:
                 appliance.close()
-        rows.append(_row(profile, tenant, appliance, report, meter, wall_s, cpu_s))
+        # Waited-for children only: the co-tenant's processes (and theirs), not ours.
+        share = (_children_cpu_s() - children0) / (time.monotonic() - tenant0) / tenant.cores
+        rows.append({**_row(profile, tenant, appliance, report, meter, wall_s, cpu_s),
+                     "cotenant_cpu_percent_all_cores": round(100 * share, 1)})
         log.info("co-tenant %s: %s", profile, rows[-1])
     return rows
 
@@ -104,13 +122,14 @@ def _row(profile, tenant, appliance, report, meter, wall_s: float, cpu_s: float)
 
 
 def print_profiles(rows: list[dict], out) -> None:
-    out.write("co-tenant   fps    drops (own/pre-empted)  max offset  at full/coarse/pass s  "
-              "speech >= coarse  lip-sync r  switches\n")
+    out.write("co-tenant  its CPU   fps    drops (own/pre-empted)  max offset  "
+              "at full/coarse/pass s  speech >= coarse  lip-sync r  switches\n")
     for row in rows:
         spent = row["time_at_level_s"]
         r = "n/a" if row["lip_sync_r"] is None else f"{row['lip_sync_r']:.3f}"
         kept = row["speech_at_coarse_or_better"]
-        out.write(f"{row['profile']:<10} {row['delivered_fps']:>6.2f}  "
+        out.write(f"{row['profile']:<10} {row['cotenant_cpu_percent_all_cores']:>5.1f} %  "
+                  f"{row['delivered_fps']:>6.2f}  "
                   f"{row['dropped']:>5} ({row['dropped_own_cost']}/{row['dropped_preempted']})"
                   f"{'':<12}{row['max_av_offset_ms']:>6.1f} ms  "
                   f"{spent['full']:>5.1f}/{spent['coarse']:.1f}/{spent['pass']:.1f}"

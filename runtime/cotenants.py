@@ -51,7 +51,8 @@ def parse_profiles(text: str) -> tuple[str, ...]:
     names = PROFILES if text == "all" else tuple(part.strip() for part in text.split(","))
     unknown = [name for name in names if name not in PROFILES]
     if unknown or not names:
-        raise ValueError(f"unknown co-tenant profile {', '.join(unknown) or text!r} "
+        named = ", ".join(repr(name) for name in unknown) or repr(text)
+        raise ValueError(f"unknown co-tenant profile {named} "
                          f"(allowed: all, {', '.join(PROFILES)})")
     return names
 
@@ -114,7 +115,7 @@ class CoTenant:
             for _ in range(self.cores):
                 self._spawn([sys.executable, "-c", _TTS_CODE, *command])
         elif self.profile == "appliance":
-            self._spawn([sys.executable, "-m", "runtime.cli", *self.appliance_argv],
+            self._spawn([sys.executable, "-m", "runtime", *self.appliance_argv],
                         with_parent_death=True)
         if self.procs:
             log.info("co-tenant %s: %d processes started", self.profile, len(self.procs))

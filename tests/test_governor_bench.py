@@ -165,6 +165,35 @@ def test_bench_stress_runs_its_phases_and_leaves_no_load_behind(model_fixtures, 
     assert _children_running() == []
 
 
+def test_bench_cotenant_profiles_report_lip_sync_and_leave_no_load_behind(
+        model_fixtures, capsys, tmp_path):
+    from runtime.audio.wav import write_wav
+    from runtime.bench import speech_like
+    clip = tmp_path / "speech.wav"
+    write_wav(clip, speech_like(1.5), 16000)
+    assert main(["bench", "--json", "--frames", "10", "--seconds", "0.5", "--audio", str(clip),
+                 "--stress", "quiet,niced,appliance", *_models(model_fixtures)]) == 0
+    rows = json.loads(capsys.readouterr().out)["cotenants"]
+    assert [row["profile"] for row in rows] == ["quiet", "niced", "appliance"]
+    for row in rows:
+        assert row["shown"] > 20 and row["dropped"] == row["dropped_own_cost"] + row["dropped_preempted"]
+        assert set(row["time_at_level_s"]) == {"full", "coarse", "pass"}
+        assert row["speech_frames"] > 0 and row["speech_at_coarse_or_better"] is not None
+        assert row["lip_sync_r"] is None or -1.0 <= row["lip_sync_r"] <= 1.0
+    # The co-tenants really ran (their CPU is counted once they are waited for), and are gone.
+    assert rows[0]["cotenant_cpu_percent_all_cores"] == 0.0
+    assert rows[1]["cotenant_cpu_percent_all_cores"] > 5.0
+    assert rows[2]["cotenant_cpu_percent_all_cores"] > 0.5
+    assert _children_running() == []
+
+
+def test_bench_rejects_an_unknown_cotenant_profile(capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "--stress", "quiet,browser"])
+    assert "unknown co-tenant profile 'browser' (allowed: all, quiet, tts, busy, niced, " \
+        "appliance)" in capsys.readouterr().err
+
+
 def test_bench_thermal_ramp_switches_on_the_scripted_temperature(model_fixtures, capsys):
     assert main(["bench", "--json", "--frames", "10", "--thermal-ramp", "60,90,60",
                  "--ramp-seconds", "2", "--seconds", "3",

@@ -46,6 +46,39 @@ def test_untrained_stages_are_the_identity():
     assert f_img.shape == tf.shape
 
 
+@pytest.mark.parametrize("src", [64, 128])
+def test_runtime_composes_the_box_as_training_does(src):
+    """replace_moved: the torch composition the stages are trained with and the runtime's
+    (moved weight, 7-channel upscale, row band) give the same box to within rounding."""
+    from runtime.render.renderer import _moved_rows, moved_weight
+    from runtime.render.upscale import Upscaler
+    from tools.renderer_net import moved_weight as torch_moved
+
+    gen = torch.Generator().manual_seed(src)
+    box = torch.rand(1, 3, 256, 256, generator=gen)
+    stage_template = area_down(box, src)
+    stage = stage_template.clone()
+    # A moved region (the chin) and a faint change elsewhere (below moved_from): both kinds.
+    stage[:, :, src // 2:src // 2 + src // 4, src // 4:src // 2] += 0.3
+    stage += 0.01 * torch.rand(stage.shape, generator=gen)
+    composition = {"mode": "replace_moved", "moved_from": 0.03, "moved_to": 0.1}
+    expected = compose_box(box, stage_template, stage, composition)[0].permute(1, 2, 0).numpy() * 255
+    change = (stage - stage_template)[0].numpy()
+    moved = moved_weight(change.copy(), 0.03, 0.1)
+    np.testing.assert_allclose(moved, torch_moved(stage - stage_template, 0.03, 0.1)[0, 0].numpy(),
+                               atol=1e-6)
+    small = np.concatenate([change * 255, stage_template[0].numpy() * 255, moved[None]]).astype(np.float32)
+    base = box[0].permute(1, 2, 0).numpy() * 255
+    out, scratch = np.empty_like(base), np.empty_like(base)
+    got = Upscaler(256).add_moved_to(small, base, out, scratch, _moved_rows(moved, 256))
+    np.testing.assert_allclose(got, expected, atol=0.02)
+    # The old chin's edge gives way where it moved; outside the moved band nothing changes.
+    plain = compose_box(box, stage_template, stage)[0].permute(1, 2, 0).numpy() * 255
+    assert np.abs(got - plain).max() > 1.0
+    top, bottom = _moved_rows(moved, 256)
+    np.testing.assert_allclose(got[:top], plain[:top], atol=0.02)
+
+
 def test_shipped_sizes_fit_the_multiply_add_budget():
     coarse, fine = CoarseNet(64), FineNet(128, 64)
     params = torch.rand(1, 6)

@@ -139,6 +139,8 @@ def write_bundle(out: Path, dataset: Path, manifest: dict, name: str, coarse_siz
         "mask": {"feather_px": feather_px},
         "models": {"coarse": "coarse.yaml", "fine": "fine.yaml"},
         "calibration": {"open_scale": 1.0},
+        # How the stages were trained to compose the box; the runtime composes the same way.
+        "composition": dict(recipe.get("composition") or {"mode": "add"}),
         **({"demo_audio": demo_audio} if demo_audio else {}),
         # Where the template and the ground truth come from (tools/eval_renderer rebuilds it).
         "source": {"generator": manifest.get("source"), "seed": int(manifest.get("seed", 0)),

@@ -19,7 +19,9 @@ shuffle back up:
 Runtime composition (runtime/render/renderer.py, mirrored by `compose_box` here):
     box = template_box + up_bilinear(stage_image - stage_template)
 so pixels a stage leaves alone keep the template's full box resolution (no blur, no seam)
-and only the change is upscaled. Downscaled templates are area means (integer factors).
+and only the change is upscaled. A bundle with `composition: replace_moved` also lets the
+stage's own picture replace the template's fine detail where the stage moved something
+(the old chin's edge would otherwise stay as a faint line across the neck). Downscaled templates are area means (integer factors).
 Training minimises the error of exactly this composed box, at box resolution.
 """
 from __future__ import annotations
@@ -52,9 +54,28 @@ def up_bilinear(image: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(image, size=(size, size), mode="bilinear", align_corners=False)
 
 
-def compose_box(template_box: torch.Tensor, stage_template: torch.Tensor, stage_image: torch.Tensor) -> torch.Tensor:
-    """The mouth box the runtime shows: the template plus the stage's upscaled change."""
-    return template_box + up_bilinear(stage_image - stage_template, template_box.shape[-1])
+def moved_weight(change: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    """(N, 3, s, s) stage change -> (N, 1, s, s) in [0, 1]: runtime/render/renderer.py's
+    moved_weight (0 below `lo` in every channel, 1 from `hi`, grown by one stage pixel)."""
+    moved = ((change.abs().amax(dim=1, keepdim=True) - lo) / (hi - lo)).clamp(0.0, 1.0)
+    return F.max_pool2d(moved, 3, stride=1, padding=1)
+
+
+def compose_box(template_box: torch.Tensor, stage_template: torch.Tensor, stage_image: torch.Tensor,
+                composition: dict | None = None) -> torch.Tensor:
+    """The mouth box the runtime shows for the bundle's `composition` (runtime/render/bundle.py).
+
+    add (the default):  template + up(change)
+    replace_moved:      template + up(change) + up(moved) * (up(stage template) - template):
+                        where the stage moved something its own picture replaces the
+                        template's fine detail, so the old chin leaves no ghost edge."""
+    side = template_box.shape[-1]
+    change = stage_image - stage_template
+    if not composition or composition.get("mode", "add") == "add":
+        return template_box + up_bilinear(change, side)
+    moved = moved_weight(change, composition["moved_from"], composition["moved_to"])
+    up = up_bilinear(torch.cat((change, stage_template, moved), 1), side)
+    return template_box + up[:, 0:3] + up[:, 6:7] * (up[:, 3:6] - template_box)
 
 
 def _conv(cin: int, cout: int, stride: int = 1, k: int = 3) -> nn.Conv2d:

@@ -42,6 +42,9 @@ DEFAULT_RECIPE: dict[str, Any] = {
     "name": "default", "seed": 0, "steps": 8000, "batch": 32, "lr": 2e-3, "weight_decay": 1e-4,
     "warmup": 300, "coarse_weight": 1.0, "temporal_pairs": 8, "temporal_weight": 1.0, "val_shards": 1, "coarse_size": 64, "crop_size": 128,
     "feather_px": 24, "threads": 2, "demo_audio": "demo.wav",
+    # Where a stage moved something, its picture replaces the template's fine detail: no
+    # ghost of the old chin at FULL, no doubled chin at COARSE (runtime/render/bundle.py).
+    "composition": {"mode": "replace_moved", "moved_from": 0.03, "moved_to": 0.1},
 }
 
 
@@ -54,7 +57,8 @@ def lr_factor(step: int, steps: int, warmup: int) -> float:
 
 
 def losses(coarse: CoarseNet, fine: FineNet, box: torch.Tensor, params: torch.Tensor, target: torch.Tensor,
-           temporal_pairs: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+           temporal_pairs: int = 0, composition: dict | None = None
+           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """L1 of the box the runtime would show, at box resolution, for COARSE and for FULL, and
     a flicker term: on the first `temporal_pairs` (frame, next frame) row pairs, the L1 of
     the change between the two shown boxes against the truth's change.
@@ -64,7 +68,8 @@ def losses(coarse: CoarseNet, fine: FineNet, box: torch.Tensor, params: torch.Te
     tc, tf = area_down(box, coarse.size), area_down(box, fine.size)
     c_img = coarse(tc, params)
     f_img = fine(c_img.detach(), tf, params)
-    shown_c, shown_f = compose_box(box, tc, c_img), compose_box(box, tf, f_img)
+    shown_c = compose_box(box, tc, c_img, composition)
+    shown_f = compose_box(box, tf, f_img, composition)
     flicker = box.new_zeros(())
     n = 2 * temporal_pairs
     if n:
@@ -74,7 +79,8 @@ def losses(coarse: CoarseNet, fine: FineNet, box: torch.Tensor, params: torch.Te
     return (shown_c - target).abs().mean(), (shown_f - target).abs().mean(), flicker
 
 
-def validate(coarse: CoarseNet, fine: FineNet, pairs: PairSet, rows: int = 256) -> dict[str, float]:
+def validate(coarse: CoarseNet, fine: FineNet, pairs: PairSet, rows: int = 256,
+             composition: dict | None = None) -> dict[str, float]:
     """PSNR (dB) of COARSE and FULL boxes against the targets, on held-out rows."""
     coarse.eval()
     fine.eval()
@@ -86,7 +92,8 @@ def validate(coarse: CoarseNet, fine: FineNet, pairs: PairSet, rows: int = 256) 
             tc, tf = area_down(box, coarse.size), area_down(box, fine.size)
             c_img = coarse(tc, params)
             f_img = fine(c_img, tf, params)
-            for key, image in (("coarse", compose_box(box, tc, c_img)), ("full", compose_box(box, tf, f_img))):
+            for key, image in (("coarse", compose_box(box, tc, c_img, composition)),
+                               ("full", compose_box(box, tf, f_img, composition))):
                 se[key] += float(((image.clamp(0, 1) - target) ** 2).mean(dim=(1, 2, 3)).sum())
     coarse.train()
     fine.train()
@@ -139,7 +146,8 @@ def train(train_set: PairSet, val_set: PairSet, recipe: dict, work: Path) -> tup
             group["lr"] = recipe["lr"] * lr_factor(step, steps, recipe["warmup"])
         rows = batch_rows(recipe["seed"], step, train_set, recipe["batch"], recipe["temporal_pairs"])
         box, params, target = train_set.batch(rows)
-        loss_c, loss_f, flicker = losses(coarse, fine, box, params, target, recipe["temporal_pairs"])
+        loss_c, loss_f, flicker = losses(coarse, fine, box, params, target, recipe["temporal_pairs"],
+                                         recipe.get("composition"))
         loss = recipe["coarse_weight"] * loss_c + loss_f + recipe["temporal_weight"] * flicker
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -150,7 +158,7 @@ def train(train_set: PairSet, val_set: PairSet, recipe: dict, work: Path) -> tup
             bar.set_postfix(coarse=f"{loss_c.item():.4f}", full=f"{loss_f.item():.4f}")
         done = step + 1
         if done % every == 0 or done == steps:
-            psnr = validate(coarse, fine, val_set)
+            psnr = validate(coarse, fine, val_set, composition=recipe.get("composition"))
             mean = np.mean(running, axis=0)
             history.append({"step": done, "l1_coarse": float(mean[0]), "l1_full": float(mean[1]),
                             "flicker": float(mean[2]),
@@ -237,6 +245,8 @@ def _parser() -> argparse.ArgumentParser:
     for key in ("lr", "weight_decay", "coarse_weight", "temporal_weight"):
         p.add_argument("--" + key.replace("_", "-"), type=float)
     p.add_argument("--demo-audio", help="demo clip file name inside --out (default demo.wav)")
+    p.add_argument("--composition", choices=("add", "replace_moved"),
+                   help="how a stage's output becomes the mouth box (default replace_moved)")
     p.add_argument("--debug", action="store_true", help="tracebacks on errors")
     return p
 
@@ -262,6 +272,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "temporal_weight", "demo_audio"):
         if getattr(args, key) is not None:
             recipe[key] = getattr(args, key)
+    if args.composition == "add":
+        recipe["composition"] = {"mode": "add"}
+    elif args.composition is not None:
+        recipe["composition"] = dict(DEFAULT_RECIPE["composition"])
     work = args.work or Path.home() / ".cache" / "edgemate" / "train_renderer" / str(recipe["name"])
     try:
         if args.rebuild and not (dataset / "dataset.yaml").is_file() or args.rebuild and not read_manifest_ok(dataset):

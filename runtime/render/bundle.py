@@ -13,10 +13,16 @@ avatar.yaml (schema 1):
     mask              {feather_px: n} (a feathered rounded box) or {file: mask.npy} (h, w) in [0, 1]
     models            {coarse: coarse.yaml, fine: fine.yaml} (model sidecars, sha256 inside)
     calibration       {open_scale: 1.0}: how far "open = 1" opens this face
+    composition       how a stage's output becomes the mouth box (what it was trained with):
+                      {mode: add} (the default: box + upscaled change) or
+                      {mode: replace_moved, moved_from: 0.03, moved_to: 0.1}: where the stage
+                      moved something, its own picture replaces the template's fine detail
+                      (no ghost of the old chin); see renderer.moved_weight
 """
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +43,44 @@ class BundleError(ModelError):
     """The bundle cannot be used; the message names the file and the problem."""
 
 
+COMPOSITION_MODES = ("add", "replace_moved")
+
+
+@dataclass(frozen=True)
+class Composition:
+    mode: str = "add"
+    moved_from: float = 0.03  # stage change (0..1 units) below which the template detail stays
+    moved_to: float = 0.1  # ... from which the stage's picture replaces it
+
+    @property
+    def replaces_moved(self) -> bool:
+        return self.mode == "replace_moved"
+
+    def as_yaml(self) -> dict:
+        if not self.replaces_moved:
+            return {"mode": self.mode}
+        return {"mode": self.mode, "moved_from": self.moved_from, "moved_to": self.moved_to}
+
+
+def _composition(doc: dict, where: Path) -> Composition:
+    spec = doc.get("composition")
+    if spec is None:
+        return Composition()
+    if not isinstance(spec, dict) or spec.get("mode") not in COMPOSITION_MODES:
+        raise BundleError(f"{where}: composition.mode: must be one of "
+                          f"{', '.join(COMPOSITION_MODES)} (got {spec!r})")
+    unknown = set(spec) - {"mode", "moved_from", "moved_to"}
+    if unknown:
+        raise BundleError(f"{where}: composition: unknown key {sorted(unknown)[0]!r}")
+    low, high = spec.get("moved_from", 0.03), spec.get("moved_to", 0.1)
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                  for v in (low, high))
+    if not numbers or not 0.0 <= low < high <= 1.0:
+        raise BundleError(f"{where}: composition: moved_from and moved_to must be numbers with "
+                          f"0 <= moved_from < moved_to <= 1 (got {low!r}, {high!r})")
+    return Composition(spec["mode"], float(low), float(high))
+
+
 @dataclass(frozen=True)
 class AvatarBundle:
     path: Path
@@ -52,6 +96,7 @@ class AvatarBundle:
     coarse_sidecar: Path
     fine_sidecar: Path
     open_scale: float
+    composition: Composition = Composition()
 
     @property
     def frame_count(self) -> int:
@@ -141,4 +186,5 @@ def load_bundle(bundle_dir: Path) -> AvatarBundle:
         frame_size=(int(width), int(height)), frames=frames, crop_boxes=boxes, box_size=box,
         crop_size=_get(doc, "crop_size", where, int), coarse_size=_get(doc, "coarse_size", where, int),
         mask=mask, coarse_sidecar=coarse, fine_sidecar=fine,
-        open_scale=float((doc.get("calibration") or {}).get("open_scale", 1.0)))
+        open_scale=float((doc.get("calibration") or {}).get("open_scale", 1.0)),
+        composition=_composition(doc, where))

@@ -25,6 +25,23 @@ log = logging.getLogger(__name__)
 REST_EPSILON = 1e-3
 
 
+def moved_weight(change: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """(3, h, w) stage change in [0, 1] units -> (h, w) weight in [0, 1]: 0 where the stage
+    changed nothing (below `lo` in every channel), 1 from `hi`, grown by one stage pixel so
+    it covers the band in which the template's sharp edges differ from their downscale.
+    tools/renderer_net.py:moved_weight is the same in torch (training composes this way)."""
+    moved = np.abs(change).max(axis=0)
+    moved -= np.float32(lo)
+    moved *= np.float32(1.0 / (hi - lo))
+    np.clip(moved, 0.0, 1.0, out=moved)
+    padded = np.pad(moved, 1, mode="edge")
+    h, w = moved.shape
+    for dy in range(3):
+        for dx in range(3):
+            np.maximum(moved, padded[dy:dy + h, dx:dx + w], out=moved)
+    return moved
+
+
 class Renderer(Protocol):
     def render(self, params: np.ndarray, template_index: int, level: Quality,
                blend_from: Quality | None = None, weight: float = 1.0) -> np.ndarray | None:
@@ -52,6 +69,7 @@ class NcnnRenderer:
         self._ready = np.zeros(count, bool)
         self.upscaler = Upscaler(bundle.box_size, threads)
         self._box_sum = np.empty((bundle.box_size, bundle.box_size, 3), np.float32)
+        self._scratch = np.empty_like(self._box_sum) if bundle.composition.replaces_moved else None
 
     def _template_inputs(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         if not self._ready[index]:
@@ -94,17 +112,44 @@ class NcnnRenderer:
             x, y = (int(v) for v in b.crop_boxes[template_index])
             base = _crop_clamped(b.frames[template_index], x, y, b.box_size)
             out = self._box_sum
+            composition = b.composition
             for n, (image, stage_template, share) in enumerate(changes):
                 change = image.reshape(stage_template.shape) - stage_template
+                rows = None
+                if composition.replaces_moved:
+                    moved = moved_weight(change, composition.moved_from, composition.moved_to)
+                    rows = _moved_rows(moved, b.box_size)
+                if rows is not None:
+                    small = np.empty((7,) + change.shape[1:], np.float32)
+                    np.multiply(moved, np.float32(share), out=small[6])
+                    np.multiply(stage_template, np.float32(255), out=small[3:6])
+                    np.multiply(change, np.float32(255 * share), out=small[0:3])
+                    change = small[0:3]
+                else:
+                    change *= np.float32(255 * share)
                 # To 0..255 levels and +0.5 for rounding on the small image: bilinear weights
                 # sum to 1, so both commute with the upscale and cost a quarter (or 1/16) of
                 # the work. The rounding half is added once, with the first change.
-                change *= np.float32(255 * share)
                 if n == 0:
                     change += np.float32(0.5)
-                out = self.upscaler.add_to(change, base if n == 0 else out, out)
+                if rows is not None:
+                    out = self.upscaler.add_moved_to(small, base if n == 0 else out, out,
+                                                     self._scratch, rows)
+                else:
+                    out = self.upscaler.add_to(change, base if n == 0 else out, out)
             np.clip(out, 0, 255, out=out)
             return out.astype(np.uint8)
+
+
+def _moved_rows(moved: np.ndarray, box_size: int) -> tuple[int, int] | None:
+    """Box rows [start, end) that a bilinear upscale of `moved` can make non-zero, or None
+    when nothing moved (then the plain composition is exact and cheaper)."""
+    rows = np.flatnonzero(moved.max(axis=1) > 0)
+    if rows.size == 0:
+        return None
+    factor = box_size / moved.shape[0]
+    # A bilinear output row reads the two input rows around its centre: one more each side.
+    return max(0, int((rows[0] - 1) * factor)), min(box_size, int((rows[-1] + 2) * factor) + 1)
 
 
 def _crop_clamped(frame: np.ndarray, x: int, y: int, size: int) -> np.ndarray:

@@ -55,6 +55,29 @@ class Upscaler:
         np.add(up.transpose(1, 2, 0), base, out=out)  # `mat` (which `up` views) is alive here
         return out
 
+    def add_moved_to(self, chw: np.ndarray, base: np.ndarray, out: np.ndarray,
+                     scratch: np.ndarray, rows: tuple[int, int]) -> np.ndarray:
+        """The "replace where moved" composition, from one 7-channel upscale of
+        [change (3), stage template (3), moved weight (1)] (see renderer.moved_weight):
+
+            out = base + up(change) + up(moved) * (up(stage template) - base)
+
+        Where a stage moved something (the chin of an open mouth), the template's own fine
+        detail there (the old chin's edge) gives way to the stage's picture; elsewhere it is
+        `base + up(change)`, the plain composition. `base` may be `out` (a second level of a
+        blend adds onto the first); `scratch` is a box-sized float32 buffer. Only box rows
+        `rows` = [start, end) can hold a moved weight: the replacement is computed there."""
+        mat = self._upscaled(chw)
+        up = resize_chw(chw, self.side, self.side) if mat is None else np.asarray(mat)
+        top, bottom = rows
+        change, stage = up[0:3].transpose(1, 2, 0), up[3:6, top:bottom].transpose(1, 2, 0)
+        band = scratch[top:bottom]
+        np.subtract(stage, base[top:bottom], out=band)
+        band *= up[6, top:bottom][:, :, None]
+        np.add(change, base, out=out)  # `mat` (which `up` views) is alive here
+        out[top:bottom] += band
+        return out
+
     def _upscaled(self, chw: np.ndarray):
         """ncnn's output Mat, or None when upscaling falls back to numpy."""
         if self._net is None:
