@@ -59,11 +59,24 @@ def test_profiles_turn_the_governor_on_and_a_fixed_level_still_wins():
      "--set:governor.sensors.zone_types: must be a list of non-empty strings "
      "(got ['cpu-thermal', 3])"),
     ("governor.dwell_s=-1", "--set:governor.dwell_s: must be a number from 0 to 3600 (got -1)"),
+    # One dropped frame is never evidence that rendering costs too much.
+    ("governor.step_down_drops=1",
+     "--set:governor.step_down_drops: must be an integer from 2 to 100 (got 1)"),
 ])
 def test_bad_governor_values_name_the_key(override, message):
     with pytest.raises(ConfigError) as caught:
         load_config(None, [override])
     assert caught.value.messages == [message]
+
+
+def test_a_retired_governor_key_is_ignored_with_a_warning_naming_file_and_line(tmp_path, caplog):
+    path = tmp_path / "site.yaml"
+    path.write_text("extends: x86-mini\ngovernor:\n  busy_cpu_percent: 80\n")
+    config = load_config(path)
+    assert config.governor == load_config("x86-mini").governor
+    (record,) = [r for r in caplog.records if "busy_cpu_percent" in r.getMessage()]
+    assert record.levelname == "WARNING"
+    assert record.getMessage().startswith(f"{path}:3: governor.busy_cpu_percent: no longer used")
 
 
 def test_bad_governor_value_in_a_file_names_file_and_line(tmp_path):

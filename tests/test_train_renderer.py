@@ -61,11 +61,11 @@ def test_runtime_composes_the_box_as_training_does(src):
     # A moved region (the chin) and a faint change elsewhere (below moved_from): both kinds.
     stage[:, :, src // 2:src // 2 + src // 4, src // 4:src // 2] += 0.3
     stage += 0.01 * torch.rand(stage.shape, generator=gen)
-    composition = {"mode": "replace_moved", "moved_from": 0.03, "moved_to": 0.1}
+    composition = {"mode": "replace_moved", "moved_from": 0.015, "moved_to": 0.05}
     expected = compose_box(box, stage_template, stage, composition)[0].permute(1, 2, 0).numpy() * 255
     change = (stage - stage_template)[0].numpy()
-    moved = moved_weight(change.copy(), 0.03, 0.1)
-    np.testing.assert_allclose(moved, torch_moved(stage - stage_template, 0.03, 0.1)[0, 0].numpy(),
+    moved = moved_weight(change.copy(), 0.015, 0.05)
+    np.testing.assert_allclose(moved, torch_moved(stage - stage_template, 0.015, 0.05)[0, 0].numpy(),
                                atol=1e-6)
     small = np.concatenate([change * 255, stage_template[0].numpy() * 255, moved[None]]).astype(np.float32)
     base = box[0].permute(1, 2, 0).numpy() * 255

@@ -220,6 +220,11 @@ def _synth_espeak(job: tuple[Path, Utterance]) -> int:
     if pid == 0:  # the child: never return into the pool's machinery
         code = 1
         try:
+            # espeak-ng draws noise (breath, frication) from libc's rand(), whose state the
+            # fork copies from the parent: any C library in the parent that called rand()
+            # before (a test suite runs many) changed the samples. srand(1) is the state a
+            # fresh process starts in, so every utterance is the same bytes as from the CLI.
+            ctypes.CDLL(None).srand(1)
             espeak = Espeak()
             pcm, events = espeak.synth(utt)
             audio = to_16k(pcm.astype(np.float32) / 32768.0, espeak.rate)

@@ -15,7 +15,7 @@ avatar.yaml (schema 1):
     calibration       {open_scale: 1.0}: how far "open = 1" opens this face
     composition       how a stage's output becomes the mouth box (what it was trained with):
                       {mode: add} (the default: box + upscaled change) or
-                      {mode: replace_moved, moved_from: 0.03, moved_to: 0.1}: where the stage
+                      {mode: replace_moved, moved_from: 0.015, moved_to: 0.05}: where the stage
                       moved something, its own picture replaces the template's fine detail
                       (no ghost of the old chin); see renderer.moved_weight
 """
@@ -49,8 +49,8 @@ COMPOSITION_MODES = ("add", "replace_moved")
 @dataclass(frozen=True)
 class Composition:
     mode: str = "add"
-    moved_from: float = 0.03  # stage change (0..1 units) below which the template detail stays
-    moved_to: float = 0.1  # ... from which the stage's picture replaces it
+    moved_from: float = 0.015  # stage change (0..1 units) below which the template detail stays
+    moved_to: float = 0.05  # ... from which the stage's picture replaces it
 
     @property
     def replaces_moved(self) -> bool:
@@ -72,7 +72,7 @@ def _composition(doc: dict, where: Path) -> Composition:
     unknown = set(spec) - {"mode", "moved_from", "moved_to"}
     if unknown:
         raise BundleError(f"{where}: composition: unknown key {sorted(unknown)[0]!r}")
-    low, high = spec.get("moved_from", 0.03), spec.get("moved_to", 0.1)
+    low, high = spec.get("moved_from", 0.015), spec.get("moved_to", 0.05)
     numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
                   for v in (low, high))
     if not numbers or not 0.0 <= low < high <= 1.0:
