@@ -109,8 +109,8 @@ def governor_sensors() -> list[str]:
         return []
     lines = found.describe()
     if found.temperature is None and not found.throttles:
-        lines.append("no temperature or throttle sensor: it decides from frame cost, drops "
-                     "and CPU load")
+        lines.append("no temperature or throttle sensor: it decides from its own frame "
+                     "cost and drops")
     return lines
 
 

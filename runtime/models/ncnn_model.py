@@ -51,6 +51,56 @@ class ModelSidecar:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
+def squeezed_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    # ncnn reports (1, 256) or (256,) for the same blob depending on the layer: leading ones
+    # carry no meaning, the rest must match.
+    shape = tuple(int(n) for n in shape)
+    while len(shape) > 1 and shape[0] == 1:
+        shape = shape[1:]
+    return shape
+
+
+#: Recurrent layers read their state inputs at the width their own parameters say, whatever
+#: the blob holds (a narrower one is read out of bounds): (input index, param keys whose
+#: product is the width). LSTM: 0=num_output 2=direction (2 = both ways) 3=hidden_size.
+_STATE_WIDTHS = {"LSTM": ((1, ("0", "dirs")), (2, ("3", "dirs"))),
+                 "GRU": ((1, ("0", "dirs")),), "RNN": ((1, ("0", "dirs")),)}
+
+
+def check_recurrent_states(sidecar: ModelSidecar) -> None:
+    """Declared state inputs of LSTM/GRU/RNN layers against the widths in the param file."""
+    try:
+        lines = sidecar.param_path.read_text().splitlines()[2:]
+    except (OSError, UnicodeDecodeError) as err:
+        raise ModelError(f"{sidecar.param_path}: cannot read the param file: {err}") from None
+    declared = {spec.blob: (role, spec.shape) for role, spec in sidecar.inputs.items()}
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 4 or fields[0] not in _STATE_WIDTHS:
+            continue
+        try:
+            count_in = int(fields[2])
+            blobs_in = fields[4:4 + count_in]
+            params = dict(item.split("=", 1) for item in fields[4 + count_in + int(fields[3]):]
+                          if "=" in item)
+            params["dirs"] = "2" if params.get("2") == "2" else "1"
+            params.setdefault("3", params.get("0", "0"))
+            for index, keys in _STATE_WIDTHS[fields[0]]:
+                if index >= len(blobs_in) or blobs_in[index] not in declared:
+                    continue
+                width = 1
+                for key in keys:
+                    width *= int(params[key])
+                role, shape = declared[blobs_in[index]]
+                if int(np.prod(shape)) != width:
+                    raise ModelError(
+                        f"{sidecar.path}: inputs.{role} ({blobs_in[index]}): the sidecar declares "
+                        f"{list(shape)}, but {fields[0]} layer {fields[1]} holds a state of "
+                        f"{width} values")
+        except (ValueError, KeyError):
+            continue  # a layer line this check does not understand: the probe still runs
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -153,6 +203,34 @@ class NcnnModel:
             raise ModelError(f"{sidecar.bin_path}: ncnn could not load the weights "
                              "(file shorter than the param file needs)")
         self._mat = ncnn.Mat
+        check_recurrent_states(sidecar)  # before the probe: ncnn reads a short state out of bounds
+        self.probe()
+
+    def probe(self) -> None:
+        """Run once on zeros and compare every output with the shape the sidecar declares.
+
+        ncnn does not check a blob's size against the layer that reads it: a sidecar that
+        declares a 128-wide state for a 256-wide LSTM runs with wrong values, and a renderer
+        whose declared crop differs from its net fails only at the first utterance, inside
+        the frame loop. Here, before the first frame, it is a ModelError naming the blob."""
+        zeros = {role: np.zeros(spec.shape, np.float32) for role, spec in self.sidecar.inputs.items()}
+        try:
+            results = self.run(zeros, tuple(self.sidecar.outputs))
+        except ModelError:
+            raise
+        except Exception as err:  # noqa: BLE001 - whatever ncnn or numpy raise on a bad net
+            raise ModelError(f"{self.sidecar.path}: the model does not run on inputs of the "
+                             f"declared shapes ({type(err).__name__}: {err})") from None
+        for role, spec in self.sidecar.outputs.items():
+            actual = squeezed_shape(results[role].shape)
+            if actual != squeezed_shape(spec.shape):
+                raise ModelError(
+                    f"{self.sidecar.path}: outputs.{role} ({spec.blob}): the model gives shape "
+                    f"{list(results[role].shape)}, the sidecar declares {list(spec.shape)} "
+                    "(do the declared input shapes match the model?)")
+            if not np.isfinite(results[role]).all():
+                raise ModelError(f"{self.sidecar.path}: outputs.{role} ({spec.blob}) is not "
+                                 "finite on zero inputs: damaged weights")
 
     def run(self, inputs: Mapping[str, np.ndarray], outputs: tuple[str, ...]) -> dict[str, np.ndarray]:
         """Feed arrays by role, return copies of the requested outputs by role."""

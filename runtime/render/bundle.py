@@ -138,6 +138,15 @@ def _load_frames(bundle_dir: Path, spec: str, count: int, size: tuple[int, int],
     return frames
 
 
+def _load_array(path: Path, key: str, where: Path) -> np.ndarray:
+    """A plain .npy array (never a pickle: a bundle is data, not code)."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise BundleError(f"{where}: {key}: cannot read {path.name}: "
+                          f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+
+
 def load_bundle(bundle_dir: Path) -> AvatarBundle:
     bundle_dir = Path(bundle_dir)
     where = bundle_dir / "avatar.yaml"
@@ -166,15 +175,29 @@ def load_bundle(bundle_dir: Path) -> AvatarBundle:
     if frames.shape[1:3] != (height, width):
         raise BundleError(f"{where}: frame_size: {width}x{height} but frames are "
                           f"{frames.shape[2]}x{frames.shape[1]}")
-    boxes = np.load(bundle_dir / _get(doc, "template.crop_boxes", where, str)).astype(np.int64)
-    if boxes.shape != (count, 2):
-        raise BundleError(f"{where}: template.crop_boxes: must be ({count}, 2) (got {boxes.shape})")
+    boxes = _load_array(bundle_dir / _get(doc, "template.crop_boxes", where, str),
+                        "template.crop_boxes", where)
+    if boxes.shape != (count, 2) or not np.issubdtype(boxes.dtype, np.integer):
+        raise BundleError(f"{where}: template.crop_boxes: must be ({count}, 2) integers "
+                          f"(got {boxes.shape} {boxes.dtype})")
+    boxes = boxes.astype(np.int64)
     box = _get(doc, "box_size", where, int)
     mask_spec = _get(doc, "mask", where, dict)
     if "file" in mask_spec:
-        mask = np.load(bundle_dir / str(mask_spec["file"])).astype(np.float32)
+        mask = _load_array(bundle_dir / str(mask_spec["file"]), "mask.file", where)
+        if not np.issubdtype(mask.dtype, np.floating):
+            raise BundleError(f"{where}: mask.file: must hold floats in [0, 1] (got {mask.dtype})")
+        mask = mask.astype(np.float32)
+        if mask.size and not (np.isfinite(mask).all() and mask.min() >= 0 and mask.max() <= 1):
+            raise BundleError(f"{where}: mask.file: values must be finite and in [0, 1]")
     else:
-        mask = soft_mask(box, box, int(mask_spec.get("feather_px", max(2, box // 8))))
+        feather = mask_spec.get("feather_px", max(2, box // 8))
+        if not isinstance(feather, int) or isinstance(feather, bool):
+            raise BundleError(f"{where}: mask.feather_px: must be an integer (got {feather!r})")
+        try:
+            mask = soft_mask(box, box, feather)
+        except ValueError as err:
+            raise BundleError(f"{where}: mask: {err}") from None
     if mask.shape != (box, box):
         raise BundleError(f"{where}: mask: must be {box}x{box} (got {mask.shape})")
     models = _get(doc, "models", where, dict)

@@ -11,10 +11,10 @@ from typing import Protocol
 
 import numpy as np
 
-from ..models.ncnn_model import NcnnModel, load_sidecar
+from ..models.ncnn_model import NcnnModel, load_sidecar, squeezed_shape
 from ..quality import Quality  # noqa: F401 - re-exported: the renderer seam names it
 from ..stage_timer import StageTimer
-from .bundle import AvatarBundle
+from .bundle import AvatarBundle, BundleError
 from .resize import shrink_chw
 from .upscale import Upscaler
 
@@ -56,8 +56,18 @@ class NcnnRenderer:
                  timer: StageTimer | None = None):
         self.bundle = bundle
         self.timer = timer or StageTimer()
-        self.coarse = NcnnModel(load_sidecar(bundle.coarse_sidecar, "coarse"), threads, vulkan)
-        self.fine = NcnnModel(load_sidecar(bundle.fine_sidecar, "fine"), threads, vulkan)
+        cs, fs = bundle.coarse_size, bundle.crop_size
+        coarse = load_sidecar(bundle.coarse_sidecar, "coarse")
+        fine = load_sidecar(bundle.fine_sidecar, "fine")
+        # What the frame path feeds and reshapes: a sidecar that disagrees with the bundle
+        # fails here, at load (check, start, reload), not at the first utterance.
+        why = f"coarse_size {cs}, crop_size {fs} in {bundle.path / 'avatar.yaml'}"
+        _expect_shapes(coarse, {"template_crop": (3, cs, cs), "params": (6,)},
+                       {"image": (3, cs, cs)}, why)
+        _expect_shapes(fine, {"coarse_image": (3, cs, cs), "template_crop": (3, fs, fs),
+                              "params": (6,)}, {"image": (3, fs, fs)}, why)
+        self.coarse = NcnnModel(coarse, threads, vulkan)  # each runs once on zeros (probe)
+        self.fine = NcnnModel(fine, threads, vulkan)
         # Template crops as model inputs, made once per loop frame (the loop repeats, so the
         # frame path never re-crops or re-scales the template). Two arrays allocated once
         # (pages are only committed as frames fill them): ~50 MB for a 200-frame loop that a
@@ -139,6 +149,18 @@ class NcnnRenderer:
                     out = self.upscaler.add_to(change, base if n == 0 else out, out)
             np.clip(out, 0, 255, out=out)
             return out.astype(np.uint8)
+
+
+def _expect_shapes(sidecar, inputs: dict, outputs: dict, why: str) -> None:
+    for section, wanted in (("inputs", inputs), ("outputs", outputs)):
+        declared = getattr(sidecar, section)
+        for role, shape in wanted.items():
+            if role not in declared:
+                raise BundleError(f"{sidecar.path}: {section}: missing role '{role}'")
+            if squeezed_shape(declared[role].shape) != squeezed_shape(shape):
+                raise BundleError(f"{sidecar.path}: {section}.{role}.shape: "
+                                  f"{list(declared[role].shape)} does not fit the bundle "
+                                  f"({why}: needs {list(shape)})")
 
 
 def _moved_rows(moved: np.ndarray, box_size: int) -> tuple[int, int] | None:
