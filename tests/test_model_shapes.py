@@ -59,7 +59,7 @@ def test_an_lstm_state_declared_too_narrow_is_refused_at_load(audio_copy):
 
 def test_renderer_sidecars_that_disagree_with_the_bundle_are_refused(bundle_copy):
     avatar = bundle_copy / "avatar.yaml"
-    _edit_yaml(avatar, lambda doc: doc.update(crop_size=doc["crop_size"] * 2))
+    _edit_yaml(avatar, lambda doc: doc.update(crop_size=doc["crop_size"] // 2))
     with pytest.raises(BundleError, match=r"fine.yaml: inputs.template_crop.shape: .* does not fit "
                                           r"the bundle \(coarse_size \d+, crop_size \d+"):
         NcnnRenderer(load_bundle(bundle_copy))
@@ -84,7 +84,7 @@ def test_a_renderer_whose_declared_output_differs_from_its_net_is_refused(bundle
 
 def test_check_start_and_reload_refuse_a_mismatched_bundle(model_fixtures, bundle_copy, tmp_path,
                                                            capsys, run_service):  # noqa: F811
-    _edit_yaml(bundle_copy / "avatar.yaml", lambda doc: doc.update(coarse_size=doc["coarse_size"] * 2))
+    _edit_yaml(bundle_copy / "avatar.yaml", lambda doc: doc.update(coarse_size=doc["coarse_size"] // 2))
     audio = model_fixtures[0]
     args = ["--audio-model", str(audio), "--bundle", str(bundle_copy)]
     assert main(["check", *args]) == 1
@@ -140,3 +140,47 @@ def test_service_start_with_a_mismatched_bundle_is_exit_78(model_fixtures, bundl
     with pytest.raises(ApplianceError) as caught:
         service.run()
     assert caught.value.exit_code == 78 and "does not fit the bundle" in str(caught.value)
+
+
+def _set(dotted: str, value):
+    def change(doc):
+        node = doc
+        *parents, last = dotted.split(".")
+        for part in parents:
+            node = node[part]
+        node[last] = value
+    return change
+
+
+@pytest.mark.parametrize("change, expected", [
+    (_set("box_size", 0), "box_size: must be an integer from 16 to"),
+    (_set("box_size", 100000), "box_size: must be an integer from 16 to"),
+    (_set("mask", {"feather_px": 100000}), "mask: mask"),
+    (_set("frame_size", [100000, 100000]), "frame_size: must be [width, height], each 16 to 4096"),
+    (_set("template.count", 30000000), "template.count: must be an integer from 1 to 3000"),
+    (lambda doc: (doc.update(frame_size=[4096, 4096]), doc["template"].update(count=3000)),
+     "would take 140.6 GiB decoded (at most 4 GiB)"),
+    (_set("crop_size", 100000), "crop_size: must be an integer from 8 to 512"),
+    (_set("calibration", {"open_scale": float("nan")}),
+     "calibration.open_scale: must be a number from 0.1 to 10 (got nan)"),
+    (_set("calibration", {"open_scale": 1e9}), "calibration.open_scale: must be a number"),
+    (_set("template.sha256", {"/etc/shadow": "0000"}),
+     "template.sha256: '/etc/shadow' must be a path inside the bundle directory"),
+    (_set("template.crop_boxes", "../../crop_boxes.npy"),
+     "template.crop_boxes: '../../crop_boxes.npy' must be a path inside the bundle directory"),
+    (_set("models.coarse", "/etc/passwd"), "models.coarse: '/etc/passwd' must be a path inside"),
+    (_set("mask", {"file": "../mask.npy"}), "mask.file: '../mask.npy' must be a path inside"),
+])
+def test_every_number_has_a_range_and_every_file_stays_in_the_bundle(bundle_copy, change, expected):
+    _edit_yaml(bundle_copy / "avatar.yaml", change)
+    with pytest.raises(BundleError) as caught:
+        load_bundle(bundle_copy)
+    message = str(caught.value)
+    assert expected in message and "\n" not in message
+    assert message.startswith(str(bundle_copy / "avatar.yaml"))  # refused before any file is read
+
+
+def test_a_huge_avatar_yaml_is_refused_unparsed(bundle_copy):
+    (bundle_copy / "avatar.yaml").write_text("schema: 1\n" + "# padding\n" * 200_000)
+    with pytest.raises(BundleError, match="not an avatar.yaml"):
+        load_bundle(bundle_copy)

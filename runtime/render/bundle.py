@@ -147,12 +147,48 @@ def _load_array(path: Path, key: str, where: Path) -> np.ndarray:
                           f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
 
 
+#: avatar.yaml is a few kB; anything this large is not one (and is not parsed).
+MAX_AVATAR_YAML_BYTES = 1 << 20
+#: The decoded template loop, checked before anything is allocated or decoded: 4 GiB is
+#: 2 minutes of 1080p; a kiosk box has less memory than that to spare.
+MAX_TEMPLATE_BYTES = 4 << 30
+
+
+def _number(doc: Any, dotted: str, where: Path, lo: float, hi: float, kind: type = int,
+            default: Any = None) -> Any:
+    """A bounded int (or finite float) at `dotted`, or `default` when it is missing;
+    BundleError naming the key and the range otherwise."""
+    node: Any = doc
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    if node is None and default is not None:
+        return kind(default)
+    number = isinstance(node, int) or (kind is float and isinstance(node, float))
+    if isinstance(node, bool) or not number or not math.isfinite(node) or not lo <= node <= hi:
+        what = "an integer" if kind is int else "a number"
+        raise BundleError(f"{where}: {dotted}: must be {what} from {lo:g} to {hi:g} (got {node!r})")
+    return kind(node)
+
+
+def _inside(bundle_dir: Path, name: Any, key: str, where: Path) -> Path:
+    """A file the bundle names: relative, and inside the bundle directory."""
+    text = str(name)
+    path = (bundle_dir / text).resolve()
+    root = bundle_dir.resolve()
+    if Path(text).is_absolute() or (path != root and root not in path.parents):
+        raise BundleError(f"{where}: {key}: {text!r} must be a path inside the bundle directory")
+    return bundle_dir / text
+
+
 def load_bundle(bundle_dir: Path) -> AvatarBundle:
     bundle_dir = Path(bundle_dir)
     where = bundle_dir / "avatar.yaml"
     if not where.is_file():
         raise BundleError(f"{where}: avatar bundle not found")
     try:
+        if where.stat().st_size > MAX_AVATAR_YAML_BYTES:
+            raise BundleError(f"{where}: {where.stat().st_size} bytes: not an avatar.yaml "
+                              f"(at most {MAX_AVATAR_YAML_BYTES} bytes)")
         doc = yaml.safe_load(where.read_text())
     except (OSError, yaml.YAMLError, UnicodeDecodeError) as err:
         raise BundleError(f"{where}: cannot read: {str(err).splitlines()[0]}") from None
@@ -160,31 +196,58 @@ def load_bundle(bundle_dir: Path) -> AvatarBundle:
         raise BundleError(f"{where}: schema: must be {BUNDLE_SCHEMA}")
     if _get(doc, "fps", where, int) != 25:
         raise BundleError(f"{where}: fps: must be 25")
-    listed = _get(doc, "template.sha256", where, dict)
-    for name, digest in listed.items():
-        actual = sha256_file(bundle_dir / name) if (bundle_dir / name).is_file() else "missing file"
-        if actual != str(digest):
-            raise BundleError(f"{bundle_dir / name}: sha256 mismatch: expected {digest}, got {actual}")
+    # Every number first, then the files: nothing large is read or allocated before the
+    # bundle is known to be sane (a 100000x100000 frame size is a message, not a MemoryError).
     size = _get(doc, "frame_size", where, list)
-    if len(size) != 2 or not all(isinstance(v, int) and v > 0 for v in size):
-        raise BundleError(f"{where}: frame_size: must be [width, height] (got {size!r})")
+    if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and 16 <= v <= 4096
+                                 for v in size):
+        raise BundleError(f"{where}: frame_size: must be [width, height], each 16 to 4096 "
+                          f"(got {size!r})")
     width, height = size
-    count = _get(doc, "template.count", where, int)
-    frames = _load_frames(bundle_dir, _get(doc, "template.frames", where, str), count,
-                          (width, height), listed, where)
-    if frames.shape[1:3] != (height, width):
-        raise BundleError(f"{where}: frame_size: {width}x{height} but frames are "
-                          f"{frames.shape[2]}x{frames.shape[1]}")
-    boxes = _load_array(bundle_dir / _get(doc, "template.crop_boxes", where, str),
-                        "template.crop_boxes", where)
+    count = _number(doc, "template.count", where, 1, 3000)
+    if count * width * height * 3 > MAX_TEMPLATE_BYTES:
+        raise BundleError(f"{where}: template: {count} frames of {width}x{height} would take "
+                          f"{count * width * height * 3 / 2**30:.1f} GiB decoded "
+                          f"(at most {MAX_TEMPLATE_BYTES / 2**30:g} GiB)")
+    box = _number(doc, "box_size", where, 16, min(width, height))
+    crop_size = _number(doc, "crop_size", where, 8, 512)
+    coarse_size = _number(doc, "coarse_size", where, 8, crop_size)
+    # The renderer keeps every loop frame's stage inputs as float32 (renderer.py).
+    inputs = count * 3 * (crop_size ** 2 + coarse_size ** 2) * 4
+    if inputs > MAX_TEMPLATE_BYTES // 4:
+        raise BundleError(f"{where}: crop_size {crop_size} and coarse_size {coarse_size} for "
+                          f"{count} frames need {inputs / 2**30:.1f} GiB of renderer inputs "
+                          f"(at most {MAX_TEMPLATE_BYTES / 4 / 2**30:g} GiB)")
+    open_scale = _number(doc, "calibration.open_scale", where, 0.1, 10.0, float, default=1.0)
+    listed = _get(doc, "template.sha256", where, dict)
+    for name in listed:
+        _inside(bundle_dir, name, "template.sha256", where)
+    frames_spec = _get(doc, "template.frames", where, str)
+    _inside(bundle_dir, frames_spec, "template.frames", where)
+    boxes_path = _inside(bundle_dir, _get(doc, "template.crop_boxes", where, str),
+                         "template.crop_boxes", where)
+    mask_spec = _get(doc, "mask", where, dict)
+    models = _get(doc, "models", where, dict)
+    coarse, fine = (_inside(bundle_dir, models.get(k, ""), f"models.{k}", where)
+                    for k in ("coarse", "fine"))
+    composition = _composition(doc, where)
+    for name, digest in listed.items():
+        path = bundle_dir / name
+        actual = sha256_file(path) if path.is_file() else "missing file"
+        if actual != str(digest):
+            raise BundleError(f"{path}: sha256 mismatch: expected {digest}, got {actual}")
+    boxes = _load_array(boxes_path, "template.crop_boxes", where)
     if boxes.shape != (count, 2) or not np.issubdtype(boxes.dtype, np.integer):
         raise BundleError(f"{where}: template.crop_boxes: must be ({count}, 2) integers "
                           f"(got {boxes.shape} {boxes.dtype})")
     boxes = boxes.astype(np.int64)
-    box = _get(doc, "box_size", where, int)
-    mask_spec = _get(doc, "mask", where, dict)
+    if ((boxes[:, 0] <= -box) | (boxes[:, 0] >= width) | (boxes[:, 1] <= -box)
+            | (boxes[:, 1] >= height)).any():
+        raise BundleError(f"{where}: template.crop_boxes: every {box} px box must overlap the "
+                          f"{width}x{height} frame")
     if "file" in mask_spec:
-        mask = _load_array(bundle_dir / str(mask_spec["file"]), "mask.file", where)
+        mask_path = _inside(bundle_dir, mask_spec["file"], "mask.file", where)
+        mask = _load_array(mask_path, "mask.file", where)
         if not np.issubdtype(mask.dtype, np.floating):
             raise BundleError(f"{where}: mask.file: must hold floats in [0, 1] (got {mask.dtype})")
         mask = mask.astype(np.float32)
@@ -200,14 +263,14 @@ def load_bundle(bundle_dir: Path) -> AvatarBundle:
             raise BundleError(f"{where}: mask: {err}") from None
     if mask.shape != (box, box):
         raise BundleError(f"{where}: mask: must be {box}x{box} (got {mask.shape})")
-    models = _get(doc, "models", where, dict)
-    coarse, fine = (bundle_dir / str(models.get(k, "")) for k in ("coarse", "fine"))
     for sidecar, kind in ((coarse, "coarse"), (fine, "fine")):
         load_sidecar(sidecar, kind=kind)  # fail early with the sidecar's own message
+    frames = _load_frames(bundle_dir, frames_spec, count, (width, height), listed, where)
+    if frames.shape[1:3] != (height, width):
+        raise BundleError(f"{where}: frame_size: {width}x{height} but frames are "
+                          f"{frames.shape[2]}x{frames.shape[1]}")
     return AvatarBundle(
         path=bundle_dir, name=str(doc.get("name", bundle_dir.name)), fixture=bool(doc.get("fixture")),
         frame_size=(int(width), int(height)), frames=frames, crop_boxes=boxes, box_size=box,
-        crop_size=_get(doc, "crop_size", where, int), coarse_size=_get(doc, "coarse_size", where, int),
-        mask=mask, coarse_sidecar=coarse, fine_sidecar=fine,
-        open_scale=float((doc.get("calibration") or {}).get("open_scale", 1.0)),
-        composition=_composition(doc, where))
+        crop_size=crop_size, coarse_size=coarse_size, mask=mask, coarse_sidecar=coarse,
+        fine_sidecar=fine, open_scale=open_scale, composition=composition)
