@@ -43,6 +43,8 @@ RETIRED_KEYS = {
     "so other programs' load no longer changes its bar (see governor in default.yaml)",
 }
 _MAX_NODES = 100_000
+#: A config file is a few kB; 256 kB leaves room for long playlists.
+MAX_CONFIG_BYTES = 256 * 1024
 _MAX_DEPTH = 100
 
 _MAP_TAG = "tag:yaml.org,2002:map"
@@ -166,9 +168,17 @@ def _load_chain(first: Path, errors: list[str]) -> list[_Layer]:
 def _read_file(path: Path, errors: list[str]) -> _Layer | None:
     label = str(path)
     try:
-        raw = path.read_bytes()
+        # Never more than the limit is read: a huge file is refused before the YAML parser
+        # (which holds the interpreter for a minute on 50 MB, inside a running appliance on
+        # reload) sees any of it.
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         errors.append(f"{label}: cannot read: {exc.strerror or exc}")
+        return None
+    if len(raw) > MAX_CONFIG_BYTES:
+        errors.append(f"{label}: more than {MAX_CONFIG_BYTES} bytes: not read as a config file "
+                      "(the shipped default.yaml, every key commented, is about 12 kB)")
         return None
     layer = _Layer(path=path.absolute(), label=label, base_dir=path.absolute().parent, data={})
     top = _parse_document(raw, label, errors)

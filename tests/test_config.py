@@ -438,3 +438,17 @@ def test_broken_default_reports_missing_keys(tmp_path, monkeypatch):
     assert message.startswith(f"{default}:")
     assert message.endswith(
         "display.record.crf: missing (must be an integer from 0 to 51)")
+
+
+def test_a_huge_config_file_is_refused_without_being_parsed(tmp_path):
+    from runtime.config import MAX_CONFIG_BYTES
+    path = tmp_path / "huge.yaml"
+    with open(path, "w") as handle:  # valid YAML all through: only its size is wrong
+        handle.write("audio:\n  files:\n    playlist:\n")
+        while handle.tell() <= 40 * MAX_CONFIG_BYTES:
+            handle.write("      - /srv/audio/welcome-message-in-the-lobby.wav\n" * 1000)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.messages == [
+        f"{path}: more than {MAX_CONFIG_BYTES} bytes: not read as a config file (the shipped "
+        "default.yaml, every key commented, is about 12 kB)"]
