@@ -31,6 +31,10 @@ from .sd_notify import Notifier
 
 log = logging.getLogger(__name__)
 
+#: A source read normally returns within its poll (20 ms) or its own stall timeout (a mic's
+#: is a second or two); this long without one means the intake thread is stuck in it.
+INTAKE_STALL_S = 5.0
+
 
 @dataclass
 class Totals:
@@ -68,6 +72,7 @@ class Service:
         self._next: Appliance | None = None  # a loaded replacement waiting for the swap
         self._accounted: weakref.ref | None = None  # the last appliance added to the totals
         self._ready_sent = False
+        self._intake_reported = False  # the stuck intake was logged
         self._next_status = 0.0
         self.control = None
 
@@ -186,12 +191,28 @@ class Service:
     def _tick(self) -> None:
         """Once per shown frame, from the frame loop: the frames advance, so ping."""
         notifier = self.notifier
-        if notifier.watchdog_due():
+        if notifier.watchdog_due() and not self._intake_stuck():
             notifier.watchdog()
         now = time.monotonic()
         if notifier.enabled and now >= self._next_status:
             self._next_status = now + self.config.service.status_interval_s
             notifier.status(self.status_line())
+
+    def _intake_stuck(self) -> bool:
+        """Frames advance, but the audio intake has not got past its source's read for
+        INTAKE_STALL_S: the watchdog stops, and systemd restarts a service that would
+        otherwise show a live picture and never speak again."""
+        ingest = getattr(self.appliance, "ingest", None)
+        stalled = ingest.stalled_s() if ingest is not None else 0.0
+        if stalled < INTAKE_STALL_S:
+            self._intake_reported = False
+            return False
+        if not self._intake_reported:
+            self._intake_reported = True
+            self.last_error = (f"audio intake stuck for {stalled:.0f} s (the source's read "
+                               "does not return): watchdog pings stopped")
+            log.error("%s", self.last_error)
+        return True
 
     def status_line(self) -> str:
         status = self.status()

@@ -42,7 +42,7 @@ def test_pull_source_is_paced_by_the_clock_and_ends(model_fixtures, tmp_path):
     speech = tmp_path / "s.wav"
     write_wav(speech, speech_like(2.0), 22050)
     clock = FakeClock()
-    source = FilesSource([speech], loop=False, gap_s=0)
+    source = FilesSource([speech], loop=False, gap_s=0, io_wait_s=30.0)
     source.open()
     ingest = _ingest(model_fixtures, source, clock)
     worst_lead = 0.0
@@ -94,7 +94,7 @@ def test_barge_in_keeps_speaker_and_timeline_aligned_and_closes_the_mouth(model_
     speech = tmp_path / "s.wav"
     write_wav(speech, speech_like(5.0), 16000)
     clock = FakeClock()
-    source = FilesSource([speech])
+    source = FilesSource([speech], io_wait_s=30.0)
     source.open()
     speaker = FakeSpeaker()
     ingest = _ingest(model_fixtures, source, clock, speaker=speaker)

@@ -65,6 +65,9 @@ class Ingest:
         self._lock = threading.Lock()  # timeline + analyzer + speaker move together
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: time.monotonic() when the loop last got past the source: a source whose read
+        #: never returns (a hung device or mount) shows here, while the frames go on.
+        self.last_progress = time.monotonic()
 
     # -- writing -------------------------------------------------------------------------
     def _write(self, samples: np.ndarray) -> None:
@@ -127,7 +130,14 @@ class Ingest:
                 self._write(samples)
 
     # -- thread ---------------------------------------------------------------------------
+    def stalled_s(self) -> float:
+        """Seconds since the loop last got past the source (0 while it is not running)."""
+        if self._thread is None or not self._thread.is_alive():
+            return 0.0
+        return max(0.0, time.monotonic() - self.last_progress)
+
     def start(self) -> None:
+        self.last_progress = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="edgemate-ingest", daemon=True)
         self._thread.start()
 
@@ -135,6 +145,7 @@ class Ingest:
         try:
             while not self._stop.is_set():
                 self.pump_once()
+                self.last_progress = time.monotonic()
         except Exception as err:  # the frame loop reports it; the process must not hang
             log.exception("ingest thread failed")
             self.error = f"audio ingest failed: {err}"
