@@ -176,6 +176,8 @@ class ControlConfig:
     max_body_mb: float = _spec(Float(lo=0.01, hi=1024))
     max_say_s: float = _spec(Float(lo=1, hi=3600))
     client_idle_timeout_s: float = _spec(Float(lo=0.1, hi=600))
+    max_clients: int = _spec(Int(lo=1, hi=256))
+    max_clients_per_user: int = _spec(Int(lo=1, hi=256))
 
 
 @dataclass(frozen=True)

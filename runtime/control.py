@@ -21,7 +21,6 @@ import logging
 import os
 import socket
 import socketserver
-import struct
 import threading
 import time
 from http.server import BaseHTTPRequestHandler
@@ -29,6 +28,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from .config_schema import ControlConfig
+from .control_access import ClientLimits, peer_allowed
 from .unix_socket import remove_stale_socket
 from .control_http import BadRequest, ChunkedReader, LimitedReader, LengthReader, wav_header
 from .metrics import prometheus_text
@@ -40,26 +40,6 @@ _STOP_WAIT_S = 0.5
 #: A refused body is read and dropped up to this much, so the client gets our answer.
 _DRAIN_BYTES = 8 * 2**20
 _DRAIN_S = 2.0
-
-
-def peer_allowed(connection: socket.socket) -> tuple[bool, str]:
-    """(allowed, who) from the peer's credentials; no SO_PEERCRED (macOS): file mode only."""
-    if connection.family != socket.AF_UNIX or not hasattr(socket, "SO_PEERCRED"):
-        return True, "peer"
-    creds = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    pid, uid, gid = struct.unpack("3i", creds)
-    who = f"pid {pid} uid {uid}"
-    if uid in (0, os.geteuid()) or gid == os.getegid():
-        return True, who
-    # Supplementary groups are not in SO_PEERCRED: ask /proc (the peer cannot fake it).
-    try:
-        with open(f"/proc/{pid}/status") as handle:
-            for line in handle:
-                if line.startswith("Groups:"):
-                    return os.getegid() in {int(g) for g in line.split()[1:]}, who
-    except (OSError, ValueError):
-        pass
-    return False, who
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -271,23 +251,27 @@ class _Quiet:
             log.exception("control: request failed")
 
 
-class _Server(_Quiet, socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+class _Server(_Quiet, ClientLimits, socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True  # a stuck client must not hold up shutdown
     block_on_close = False
+    request_queue_size = 64  # connections waiting for accept (was socketserver's 5)
 
     def __init__(self, path: str, service, settings: ControlConfig) -> None:
         self.service, self.settings = service, settings
+        self._init_limits()
         super().__init__(path, _Handler)
 
 
-class _TcpServer(_Quiet, socketserver.ThreadingMixIn, socketserver.TCPServer):
+class _TcpServer(_Quiet, ClientLimits, socketserver.ThreadingMixIn, socketserver.TCPServer):
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
+    request_queue_size = 64
 
     def __init__(self, address: tuple, service, settings: ControlConfig) -> None:
         self.service, self.settings = service, settings
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self._init_limits()
         super().__init__(address, _Handler)
 
 

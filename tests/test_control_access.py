@@ -1,0 +1,118 @@
+"""Who may use the control socket and how many at once: members of the service's group by
+the group database (not the peer's /proc entry, which ProtectProc=invisible hides), caps on
+connections overall and per uid (503 at once, no thread), and a descriptor reserve."""
+from __future__ import annotations
+
+import builtins
+import grp
+import os
+import pwd
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from runtime import control_access
+from test_control import start_service  # noqa: F401 - the fixture
+
+
+def _ask(path, request=b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n", timeout=10.0) -> bytes:
+    with socket.socket(socket.AF_UNIX) as raw:
+        raw.settimeout(timeout)
+        raw.connect(str(path))
+        raw.sendall(request)
+        return raw.recv(300)
+
+
+def _idle(path) -> socket.socket:
+    raw = socket.socket(socket.AF_UNIX)
+    raw.connect(str(path))
+    return raw
+
+
+def _eventually(predicate, within_s: float = 10.0):
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError("not within the deadline")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to another uid needs root")
+def test_a_member_of_the_group_by_the_group_database_is_served_with_proc_hidden(
+        start_service, monkeypatch):  # noqa: F811
+    nobody = pwd.getpwuid(65534)
+    ours = os.getegid()
+    real_getgrgid, real_open = grp.getgrgid, builtins.open
+
+    def getgrgid(gid):  # the group database after `usermod -aG <our group> nobody`
+        entry = real_getgrgid(gid)
+        if gid != ours:
+            return entry
+        return grp.struct_group((entry.gr_name, entry.gr_passwd, entry.gr_gid,
+                                 [*entry.gr_mem, nobody.pw_name]))
+
+    def open_hidden(path, *args, **kwargs):  # /proc mounted hidepid=invisible
+        if str(path).startswith("/proc/") and str(path).endswith("/status") \
+                and not str(path).startswith("/proc/self"):
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(control_access.grp, "getgrgid", getgrgid)
+    monkeypatch.setattr(builtins, "open", open_hidden)
+    folder = Path(tempfile.mkdtemp(prefix="edgemate-peer-"))
+    folder.chmod(0o755)
+    service = start_service(f"control.socket={folder / 'control.sock'}")
+    path = service.config.control.socket
+    os.chmod(path, 0o666)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # nobody, with no supplementary group at all: only the database says member
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            os.write(write, _ask(path))
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    answer = os.read(read, 300)
+    os.close(read)
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+
+
+def test_connections_are_capped_overall_and_per_uid_with_503_at_once(start_service):  # noqa: F811
+    service = start_service("control.max_clients=3", "control.max_clients_per_user=2",
+                            "control.client_idle_timeout_s=60")
+    path = service.config.control.socket
+    idle = [_idle(path), _idle(path)]  # half-open clients: connected, silent
+    try:
+        _eventually(lambda: len(service.control._servers[0]._clients) == 2)
+        answer = _ask(path)
+        assert answer.startswith(b"HTTP/1.1 503") and b"has 2 connections open" in answer
+        idle.pop().close()
+        _eventually(lambda: len(service.control._servers[0]._clients) == 1)
+        assert _ask(path).startswith(b"HTTP/1.1 200")
+    finally:
+        for raw in idle:
+            raw.close()
+    assert service.status()["state"] == "running"
+
+
+def test_no_client_is_served_when_the_descriptor_reserve_is_reached(start_service,  # noqa: F811
+                                                                   monkeypatch):
+    service = start_service()
+    monkeypatch.setattr(control_access, "fds_left", lambda: control_access.FD_RESERVE - 1)
+    answer = _ask(service.config.control.socket)
+    assert answer.startswith(b"HTTP/1.1 503") and b"file descriptors are running out" in answer
+    monkeypatch.setattr(control_access, "fds_left", lambda: 1000)
+    assert _ask(service.config.control.socket).startswith(b"HTTP/1.1 200")
+
+
+def test_fds_left_counts_below_the_soft_limit():
+    left = control_access.fds_left()
+    assert left is None or 0 < left < 1 << 31
