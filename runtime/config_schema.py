@@ -63,6 +63,7 @@ class StreamConfig:
     raw_channels: int = _spec(Int(lo=1, hi=2))
     prebuffer_ms: int = _spec(Int(lo=0, hi=5000))
     max_buffer_s: float = _spec(Float(lo=1, hi=600))
+    max_buffer_mb: float = _spec(Float(lo=1, hi=1024))
 
 
 @dataclass(frozen=True)

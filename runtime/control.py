@@ -170,6 +170,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self.connection.shutdown(socket.SHUT_RD)
 
         ident = appliance.say(stream, label=f"say #{service.totals.says}", abort=abort)
+        if not ident:  # the appliance stopped (or reloaded) before this one's turn came
+            service.totals.says_rejected += 1
+            raise BadRequest("the appliance stopped before this speech could play", 503)
         seconds = round(limited.count / bytes_per_s, 2)
         if limited.truncated:
             service.totals.says_rejected += 1

@@ -113,7 +113,7 @@ class Appliance:
     # -- factories (tests override) -----------------------------------------------------
     def _make_source(self) -> AudioSource:
         from .sources import make_source
-        return make_source(self.config.audio)
+        return make_source(self.config.audio, self.config.control.client_idle_timeout_s)
 
     def _make_speaker(self):
         from .audio.playback import Player
@@ -123,10 +123,8 @@ class Appliance:
     def _make_pushed(self) -> StreamSource:
         """The pushed-speech queue over a files or mic source; its socket is never opened
         (only the control socket feeds it)."""
-        s = self.config.audio.stream
-        return StreamSource(socket_path=s.socket, raw_rate=s.raw_rate, raw_format=s.raw_format,
-                            raw_channels=s.raw_channels, prebuffer_ms=s.prebuffer_ms,
-                            max_buffer_s=s.max_buffer_s)
+        from .sources import make_stream_source
+        return make_stream_source(self.config.audio, self.config.control.client_idle_timeout_s)
 
     def _make_sink(self) -> tuple[DisplaySink, str | None]:
         from .sinks import open_sink

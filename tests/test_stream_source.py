@@ -1,6 +1,7 @@
 """The pushed-speech socket source, against real AF_UNIX sockets."""
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -279,3 +280,97 @@ def test_bad_settings_are_rejected(socket_path):
         StreamSource(socket_path, raw_rate=4000)
     with pytest.raises(ValueError):
         StreamSource(socket_path, raw_channels=0)
+
+
+def _played_utterances(source: StreamSource, want: int, within_s: float = 20.0) -> set:
+    seen, deadline = set(), time.monotonic() + within_s
+    while want not in seen and time.monotonic() < deadline:
+        chunk = source.read(0.05)
+        if chunk is not SILENT and chunk is not None:
+            seen.add(chunk.utterance)
+    return seen
+
+
+def test_a_client_that_drips_bytes_gives_way_to_a_waiting_one(make_source, socket_path,
+                                                              monkeypatch, caplog):
+    from runtime.audio import stream as stream_module
+    monkeypatch.setattr(stream_module, "STALLED_CLIENT_S", 0.3)
+    source = make_source(client_idle_timeout_s=60.0)
+    dripping = _connect(socket_path)
+    stop = threading.Event()
+
+    def drip():  # 2 bytes now and then: never idle long enough for the idle timeout
+        with contextlib.suppress(OSError):
+            while not stop.wait(0.6):
+                dripping.sendall(b"\x00\x01")
+    threading.Thread(target=drip, daemon=True).start()
+    try:
+        time.sleep(0.2)  # the dripping client has the turn
+        good = _connect(socket_path)
+        good.sendall(_wav_bytes(_ramp(8000), 16000))
+        good.shutdown(socket.SHUT_WR)
+        with caplog.at_level(logging.WARNING):
+            seen = _played_utterances(source, want=2)
+        assert 2 in seen, "the waiting client's speech never played"
+        assert "client 1 sent nothing for" in caplog.text and "cutting it off" in caplog.text
+        good.close()
+    finally:
+        stop.set()
+        dripping.close()
+
+
+def test_the_configured_idle_timeout_applies_to_the_speech_socket(tmp_path):
+    from runtime.config import load_config
+    from runtime.sources import make_source as from_config
+    config = load_config(None, ["audio.source=stream", "control.client_idle_timeout_s=2.5",
+                                f"audio.stream.socket={tmp_path / 's.sock'}"])
+    assert from_config(config.audio, config.control.client_idle_timeout_s) \
+        .client_idle_timeout_s == 2.5
+
+
+def test_a_header_only_client_is_dropped_after_the_idle_timeout(make_source, socket_path):
+    source = make_source(client_idle_timeout_s=0.3)
+    header_only = _connect(socket_path)
+    wav = _wav_bytes(_ramp(16000), 16000)
+    header_only.sendall(wav[:44])  # a header, then nothing ever
+    later = _connect(socket_path)
+    later.sendall(_wav_bytes(_ramp(1600), 16000))
+    later.shutdown(socket.SHUT_WR)
+    assert 2 in _played_utterances(source, want=2)
+    header_only.close()
+    later.close()
+
+
+def test_the_pushed_buffer_is_bounded_in_bytes_and_empty_after_a_flush(make_source, socket_path):
+    limit = 2 * 2**20
+    source = make_source(max_buffer_s=600, max_buffer_bytes=limit, prebuffer_ms=5000)
+    client = _connect(socket_path)
+    # An endless 2-channel 96 kHz float stream: 600 s of it would be 460 MB.
+    from runtime.control_http import wav_header
+    header = wav_header(96000, "f32le", 2)  # no length: a stream that never ends
+    stop = threading.Event()
+
+    def push():
+        block = np.full((4800, 2), 0.25, np.float32).tobytes()
+        with contextlib.suppress(OSError):
+            client.sendall(header)
+            while not stop.is_set():
+                client.sendall(block)
+    threading.Thread(target=push, daemon=True).start()
+    try:
+        deadline = time.monotonic() + 10
+        while source._buffer._bytes < limit and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.3)  # back pressure: the producer waits, the buffer does not grow
+        held = source._buffer._bytes
+        assert limit <= held <= limit + 2 * _READ_BYTES_MAX
+        source.flush()
+        assert source._buffer._bytes == 0
+    finally:
+        stop.set()
+        client.close()
+
+
+#: One read from the client is at most 8192 bytes of s16 (16384 bytes as float32) and a
+#: float32 client's 8192 bytes stay 8192: the bound may be passed by one such read.
+_READ_BYTES_MAX = 16384

@@ -35,8 +35,12 @@ class SpeechBuffer:
     """begin() / put() / end() from the producer thread; take() from the consumer."""
 
     def __init__(self, max_buffer_s: float, prebuffer_s: float, chunk_ms: int = 20,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 max_buffer_bytes: int = 16 * 2**20) -> None:
         self.max_buffer_s = max_buffer_s
+        # Seconds alone do not bound memory: 60 s of 8 channels at 96 kHz is 184 MB.
+        self.max_buffer_bytes = max_buffer_bytes
+        self._bytes = 0
         # A prebuffer the buffer cannot hold would deadlock producer and reader.
         self.prebuffer_s = min(prebuffer_s, max_buffer_s / 2)
         self._chunk_s = chunk_ms / 1000
@@ -66,13 +70,13 @@ class SpeechBuffer:
     def put(self, utterance: Utterance, samples: np.ndarray) -> bool:
         """Queue samples; blocks while the buffer is full. False: flushed or closed, stop."""
         with self._cond:
-            while not (utterance.cancelled or self._closed) \
-                    and self._buffered_s() >= self.max_buffer_s:
+            while not (utterance.cancelled or self._closed) and self._full():
                 self._cond.wait()
             if utterance.cancelled or self._closed:
                 return False
             utterance.segments.append(samples)
             utterance.frames += len(samples)
+            self._bytes += samples.nbytes
             self._cond.notify_all()
             return True
 
@@ -93,7 +97,8 @@ class SpeechBuffer:
                     self._queue.popleft()
                 head = self._queue[0] if self._queue else None
                 if head is not None and head.frames > 0 and (
-                        head.started or head.complete or head.buffered_s >= self.prebuffer_s):
+                        head.started or head.complete or head.buffered_s >= self.prebuffer_s
+                        or self._full()):  # a full buffer plays: it cannot wait for more
                     head.started = True
                     samples = self._pop_frames(head, max(1, round(head.rate * self._chunk_s)))
                     self._cond.notify_all()  # room for a producer blocked in put()
@@ -103,8 +108,10 @@ class SpeechBuffer:
                     return None
                 self._cond.wait(remaining)
 
-    @staticmethod
-    def _pop_frames(utterance: Utterance, count: int) -> np.ndarray:
+    def _full(self) -> bool:
+        return self._buffered_s() >= self.max_buffer_s or self._bytes >= self.max_buffer_bytes
+
+    def _pop_frames(self, utterance: Utterance, count: int) -> np.ndarray:
         parts = []
         while count > 0 and utterance.segments:
             segment = utterance.segments[0]
@@ -116,6 +123,7 @@ class SpeechBuffer:
             count -= len(parts[-1])
         samples = parts[0] if len(parts) == 1 else np.concatenate(parts)
         utterance.frames -= len(samples)
+        self._bytes -= sum(part.nbytes for part in parts)
         return samples
 
     def flush(self) -> None:
@@ -125,6 +133,7 @@ class SpeechBuffer:
             for utterance in self._queue:
                 utterance.cancelled = True
             self._queue.clear()
+            self._bytes = 0
             self._cond.notify_all()
 
     def close(self) -> None:
@@ -134,6 +143,7 @@ class SpeechBuffer:
             for utterance in self._queue:
                 utterance.cancelled = True
             self._queue.clear()
+            self._bytes = 0
             self._cond.notify_all()
 
     @property
@@ -144,6 +154,7 @@ class SpeechBuffer:
         with self._cond:
             self._closed = False
             self._queue.clear()
+            self._bytes = 0
 
     def _buffered_s(self) -> float:
         return sum(utterance.buffered_s for utterance in self._queue)

@@ -1,8 +1,11 @@
 """Speech pushed by a local TTS engine over a unix stream socket.
 
 Each connection is one utterance: a WAV stream (RIFF header; its format decides) or raw
-PCM in the configured format. One client is served at a time, so utterances play in the
-order their clients connected; the next client waits in the listen backlog.
+PCM in the configured format. One client is decoded at a time, so utterances play in the
+order their clients connected; the next few wait, connected, in threads of their own. A
+waiting client pre-empts a stalled one: a client that has sent nothing for
+`STALLED_CLIENT_S` while nothing of it is left to play is cut off, so a TTS engine that
+hung mid-utterance (or a client that sends a byte now and then) cannot hold the socket.
 
 `feed(stream)` decodes one utterance from any file-like object and queues it; the socket
 acceptor calls it per connection, and a later HTTP door can call it with a request body
@@ -33,6 +36,13 @@ log = logging.getLogger(__name__)
 #: Bytes asked of the client per read; small enough that back pressure bites early.
 _READ_BYTES = 8192
 _LISTEN_BACKLOG = 8
+#: Clients connected and waiting for their turn; more are closed at once (with a log line).
+MAX_WAITING_CLIENTS = 4
+#: A client that has sent nothing for this long, with nothing of it left to play, gives way
+#: to a waiting one.
+STALLED_CLIENT_S = 3.0
+#: How often a waiting client looks at the one being decoded.
+_TURN_POLL_S = 0.1
 
 
 class _Prefixed:
@@ -59,6 +69,8 @@ class _Feed:
         self.ident, self.label, self.abort = ident, label, abort
         self.generation = generation  # of the speech buffer: a later flush() refuses it
         self.cancelled = threading.Event()
+        self.last_data = time.monotonic()  # when the client last sent something
+        self.utterance: Utterance | None = None
 
 
 class StreamSource(AudioSource):
@@ -72,8 +84,9 @@ class StreamSource(AudioSource):
     def __init__(self, socket_path: Path | str, socket_mode: int = 0o660, raw_rate: int = 16000,
                  raw_format: str = "s16le", raw_channels: int = 1, prebuffer_ms: float = 100,
                  max_buffer_s: float = 60.0, chunk_ms: int = 20,
-                 client_idle_timeout_s: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 client_idle_timeout_s: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic,
+                 max_buffer_bytes: int = 16 * 2**20) -> None:
         if raw_format not in RAW_FORMATS:
             raise ValueError(f"raw_format {raw_format!r} not one of {', '.join(RAW_FORMATS)}")
         check_format(raw_format, raw_channels)
@@ -84,7 +97,9 @@ class StreamSource(AudioSource):
         self.raw_rate, self.raw_format, self.raw_channels = raw_rate, raw_format, raw_channels
         # A client silent this long (mid-header or mid-speech) is dropped so the next can play.
         self.client_idle_timeout_s = client_idle_timeout_s
-        self._buffer = SpeechBuffer(max_buffer_s, prebuffer_ms / 1000, chunk_ms, clock)
+        self._buffer = SpeechBuffer(max_buffer_s, prebuffer_ms / 1000, chunk_ms, clock,
+                                    max_buffer_bytes)
+        self._waiting = 0  # socket clients connected, waiting for their turn
         self._feed_lock = threading.Lock()  # one utterance at a time, whichever door
         self._state_lock = threading.Lock()
         self._current: _Feed | None = None
@@ -200,7 +215,9 @@ class StreamSource(AudioSource):
         Returns the utterance id. Errors in the data are logged, never raised.
         `label` names the producer in the log (default "client N", N = the utterance id).
         """
-        with self._feed_lock:
+        if not self._wait_turn():
+            return 0  # the source closed while this one waited
+        try:
             with self._state_lock:
                 ident = self._next_ident
                 self._next_ident += 1
@@ -222,6 +239,30 @@ class StreamSource(AudioSource):
                 with self._state_lock:
                     self._current = None
             return feed.ident
+        finally:
+            self._feed_lock.release()
+
+    def _wait_turn(self) -> bool:
+        """Take the decoding turn; meanwhile cut off a stalled client. False once closed."""
+        while not self._feed_lock.acquire(timeout=_TURN_POLL_S):
+            if self._stopping.is_set():
+                return False
+            with self._state_lock:
+                current = self._current
+            if current is not None and self._stalled(current):
+                log.warning("stream source: %s sent nothing for %.0f s and a new client is "
+                            "waiting: cutting it off", current.label,
+                            time.monotonic() - current.last_data)
+                current.cancelled.set()
+                if current.abort is not None:
+                    current.abort()
+        return True
+
+    def _stalled(self, feed: _Feed) -> bool:
+        if time.monotonic() - feed.last_data < STALLED_CLIENT_S:
+            return False
+        utterance = feed.utterance  # still playing what it sent: let it finish
+        return utterance is None or utterance.buffered_s < 0.1
 
     def _decode_into_buffer(self, stream: BinaryIO, feed: _Feed) -> None:
         if feed.cancelled.is_set():
@@ -233,6 +274,7 @@ class StreamSource(AudioSource):
             if not part:
                 break
             magic += part
+            feed.last_data = time.monotonic()
         if magic == b"RIFF":
             wav_format, data_left = read_wav_header(_Prefixed(magic, stream), feed.label)
             decoder = RawPcmDecoder(wav_format.sample_format, wav_format.channels)
@@ -248,6 +290,7 @@ class StreamSource(AudioSource):
                 pending = b""
                 if not data:
                     break
+                feed.last_data = time.monotonic()
                 if data_left is not None:
                     data_left -= len(data)
                 samples = decoder.decode(data)
@@ -257,6 +300,7 @@ class StreamSource(AudioSource):
                                                        feed.generation)
                         if utterance is None:
                             break  # flushed or closed while this client was connecting
+                        feed.utterance = utterance
                         log.info("stream source: %s: utterance %d, %d Hz, %d ch, %s", feed.label,
                                  feed.ident, rate, decoder.channels, decoder.fmt)
                     if not self._buffer.put(utterance, samples):
@@ -284,9 +328,27 @@ class StreamSource(AudioSource):
                 connection, _ = listener.accept()
             except OSError as exc:
                 log.warning("stream source: accept failed: %s", exc)
+                time.sleep(0.05)  # EMFILE leaves the listener readable: do not spin
                 continue
+            with self._state_lock:
+                full = self._waiting >= MAX_WAITING_CLIENTS
+                if not full:
+                    self._waiting += 1
+            if full:
+                log.warning("stream source: %d clients already wait for their turn: closing a "
+                            "new one", MAX_WAITING_CLIENTS)
+                connection.close()
+                continue
+            threading.Thread(target=self._serve_and_close, args=(connection,),
+                             name="speech-client", daemon=True).start()
+
+    def _serve_and_close(self, connection: socket.socket) -> None:
+        try:
             with connection:
                 self._serve(connection)
+        finally:
+            with self._state_lock:
+                self._waiting -= 1
 
     def _serve(self, connection: socket.socket) -> None:
         connection.settimeout(self.client_idle_timeout_s)
