@@ -35,17 +35,33 @@ class _Monotonic:
 
 
 class MonotonicClock(_Monotonic):
-    """Free-running: used when nothing is played and nothing is captured (files, stream)."""
+    """Free-running: used when nothing is played and nothing is captured (files, stream).
+
+    A gap of more than `pause_s` between two readings means the whole process was stopped
+    (SIGSTOP, a suspended VM, a swap storm: the frame loop reads it every 40 ms): the clock
+    pauses for the excess instead of jumping, so the sound resumes where it stopped. A
+    jump would have the ingest race through the skipped seconds of a playlist unheard.
+    """
 
     name = "monotonic"
 
-    def __init__(self, time_fn: Callable[[], float] = time.monotonic):
+    def __init__(self, time_fn: Callable[[], float] = time.monotonic, pause_s: float = 0.5):
         super().__init__()
         self._time = time_fn
         self._t0 = time_fn()
+        self._pause_s = pause_s
+        self._previous = self._t0
+        self._paused_s = 0.0  # seconds the process spent stopped, taken out of the clock
 
     def now_s(self) -> float:
-        return self._clamped(self._time() - self._t0)
+        with self._lock:
+            now = self._time()
+            gap = now - self._previous
+            if gap > self._pause_s:
+                self._paused_s += gap - self._pause_s
+            self._previous = max(self._previous, now)
+            value = now - self._t0 - self._paused_s
+        return self._clamped(value)
 
 
 class PlaybackClock(_Monotonic):

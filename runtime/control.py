@@ -102,6 +102,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _drain(self) -> None:
         """Read (and drop) a refused body, up to a bound: a client still sending it would
         otherwise get EPIPE instead of our reason."""
+        if getattr(self, "_refused_unread", False):
+            return  # refused by its declared size: nothing of it is read
         body = getattr(self, "_body_reader", None)
         if body is None:
             try:
@@ -109,8 +111,13 @@ class _Handler(BaseHTTPRequestHandler):
             except BadRequest:
                 return
         deadline, left = time.monotonic() + _DRAIN_S, _DRAIN_BYTES
-        with contextlib.suppress(OSError):
-            while left > 0 and time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError):
+            while left > 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                # Each read waits at most what is left of the drain, not the idle timeout.
+                self.connection.settimeout(remaining)
                 data = body.read(min(65536, left))
                 if not data:
                     break
@@ -191,8 +198,14 @@ class _Handler(BaseHTTPRequestHandler):
         length = self.headers.get("Content-Length")
         if length is None:
             raise BadRequest("a body with Content-Length or chunked encoding is needed", 411)
-        if not length.isdigit():
-            raise BadRequest(f"bad Content-Length {length!r}")
+        if not length.isascii() or not length.isdigit():
+            raise BadRequest(f"bad Content-Length {length[:40]!r}")
+        limit = int(self.server.settings.max_body_mb * 2**20)
+        # Refused before it is read (and before int() meets 4,400 digits it cannot parse).
+        if len(length.lstrip("0")) > len(str(limit)) or int(length) > limit:
+            self._refused_unread = True
+            raise BadRequest(f"Content-Length {length[:20]}{'...' if len(length) > 20 else ''} "
+                             f"is over the limit of {self.server.settings.max_body_mb:g} MB", 413)
         if int(length) == 0:
             raise BadRequest("empty body: send a WAV file or raw PCM")
         return LengthReader(self.rfile, int(length))

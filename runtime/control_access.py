@@ -114,10 +114,14 @@ class ClientLimits:
         log.warning("control: refused a connection: %s", reason)
         body = (json.dumps({"error": f"busy: {reason}; try again later"}) + "\n").encode()
         with contextlib.suppress(OSError):
-            request.settimeout(0.1)  # never wait on a client that does not read
+            request.settimeout(0.02)  # never wait long on a client: this is the accept thread
             request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json"
                             b"\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: "
                             + str(len(body)).encode() + b"\r\n\r\n" + body)
+            # Closing with the request unread would send a reset that can destroy the answer
+            # before the client reads it: end our side, take what has arrived, then close.
+            request.shutdown(socket.SHUT_WR)
+            request.recv(65536)
         self.shutdown_request(request)
 
     def get_request(self):

@@ -60,13 +60,11 @@ class ChunkedReader:
         return line.strip()
 
     def _next_chunk(self) -> None:
-        size_text = self._line().split(b";")[0]  # chunk extensions are ignored
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            raise ValueError(f"bad chunk size {size_text[:20]!r}") from None
-        if size < 0:
-            raise ValueError("negative chunk size")
+        size_text = self._line().split(b";")[0].strip()  # chunk extensions are ignored
+        # Hex digits only: Python's int() would also take "0x2c", "2_c" and " +2c".
+        if not 1 <= len(size_text) <= 15 or size_text.strip(b"0123456789abcdefABCDEF"):
+            raise ValueError(f"bad chunk size {size_text[:20]!r}")
+        size = int(size_text, 16)
         if size == 0:
             while self._line():  # trailers up to the blank line
                 pass
