@@ -73,15 +73,30 @@ class Service:
         self._accounted: weakref.ref | None = None  # the last appliance added to the totals
         self._ready_sent = False
         self._intake_reported = False  # the stuck intake was logged
+        self._loading = False  # the first load (a cold template decode) is running
         self._next_status = 0.0
         self.control = None
 
     # -- lifecycle --------------------------------------------------------------------
     def run(self) -> RunReport:
         """Blocks until stopped or the run ends. Raises ApplianceError (exit 78/1)."""
+        from .render.template_cache import STOP_DECODING
         self.config = self._load_config()
         appliance = self._new_appliance(self.config)
-        appliance.load()  # bad models: exit 78 before anything opens
+        try:
+            self._loading = True
+            if self._stopping.is_set():
+                STOP_DECODING.set()
+            appliance.load()  # bad models: exit 78 before anything opens
+        except ApplianceError:
+            if self._stopping.is_set():  # SIGTERM during a cold template decode: just stop
+                log.info("stopped while loading the models")
+                self.state = "stopped"
+                return self.report
+            raise
+        finally:
+            self._loading = False
+            STOP_DECODING.clear()  # process-wide: only ever set while this load runs
         self._start_control()
         try:
             while True:
@@ -140,6 +155,9 @@ class Service:
             self._stopping.set()
             self.state = "stopping"
             self.notifier.stopping()
+        if self._loading:
+            from .render.template_cache import STOP_DECODING
+            STOP_DECODING.set()
         appliance = self.appliance
         if appliance is not None:
             appliance.stop()

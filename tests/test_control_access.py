@@ -159,3 +159,33 @@ def test_chunk_sizes_are_hex_digits_only(start_service, size):  # noqa: F811
                         b"\r\n\r\n" + size + b"\r\n" + b"\x00" * 44 + b"\r\n0\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 400"), answer
     assert b"bad chunk size" in answer or b"body ended early" in answer
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to another uid needs root")
+def test_a_stranger_cannot_push_speech_on_an_open_speech_socket(tmp_path, caplog):
+    import numpy as np
+
+    from runtime.audio.source import SILENT
+    from runtime.audio.stream import StreamSource
+    folder = Path(tempfile.mkdtemp(prefix="edgemate-speech-"))
+    folder.chmod(0o755)
+    source = StreamSource(folder / "speech.sock", socket_mode=0o666, prebuffer_ms=0)
+    source.open()
+    try:
+        pid = os.fork()
+        if pid == 0:  # nobody, outside our group: the file mode lets it connect
+            try:
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+                with socket.socket(socket.AF_UNIX) as raw:
+                    raw.connect(str(folder / "speech.sock"))
+                    raw.sendall(np.full(16000, 9000, "<i2").tobytes())
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        with caplog.at_level("WARNING"):
+            _eventually(lambda: "stream source: refused pid" in caplog.text)
+        assert all(source.read(0.05) is SILENT for _ in range(5))
+    finally:
+        source.close()

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -219,3 +220,29 @@ def test_the_watchdog_stops_while_the_audio_intake_is_stuck(model_fixtures, list
         stuck.release.set()
         runner.join(20)
     assert not runner.is_alive()
+
+
+def test_sigterm_during_a_cold_template_decode_stops_at_the_next_frame(model_fixtures,
+                                                                       monkeypatch, tmp_path):
+    from runtime.render import template_cache
+    monkeypatch.setenv("EDGEMATE_CACHE_DIR", str(tmp_path / "cache"))  # a cold start
+    decoded, stop_after = [], 3
+    real_decode = template_cache.decode_frame
+
+    def decode_then_sigterm(path, size):
+        decoded.append(path)
+        if len(decoded) == stop_after:
+            service.stop()  # what the SIGTERM handler does, between two frames
+        return real_decode(path, size)
+
+    monkeypatch.setattr(template_cache, "decode_frame", decode_then_sigterm)
+    audio, _ = model_fixtures
+    shipped = os.path.join(REPO, "models", "avatars", "default")  # 200 PNG frames
+    config = load_config(None, [f"models.audio={audio}", f"avatar.bundle={shipped}",
+                                "display.sink=null", "control.enabled=false"])
+    service = Service(lambda: config)
+    report = service.run()  # returns: no exit 78, no waiting for the other 197 frames
+    assert len(decoded) == stop_after and service.state == "stopped"
+    assert report.frames_shown == 0
+    assert not template_cache.STOP_DECODING.is_set()  # cleared for whatever runs next
+    assert not list((tmp_path / "cache").rglob("*.tmp"))  # the half-written cache is gone

@@ -351,6 +351,13 @@ class StreamSource(AudioSource):
                 self._waiting -= 1
 
     def _serve(self, connection: socket.socket) -> None:
+        from ..control_access import peer_allowed
+        # The same rule as the control socket's POST /say: a socket_mode of 0666 opens the
+        # file to everyone, not the speaker.
+        allowed, who = peer_allowed(connection)
+        if not allowed:
+            log.warning("stream source: refused %s (not root, our user or in our group)", who)
+            return
         connection.settimeout(self.client_idle_timeout_s)
 
         def abort() -> None:

@@ -26,6 +26,7 @@ import logging
 import os
 import secrets
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Iterator, Mapping
@@ -109,9 +110,16 @@ def decode_frame(path: Path, size: tuple[int, int]) -> np.ndarray:
     return np.frombuffer(rgb, np.uint8).reshape(size[1], size[0], 3)
 
 
+#: Set by the service on SIGTERM: a cold decode (seconds on a Pi) stops at the next frame
+#: instead of making the shutdown wait for it (Service.stop, Service.run clear it).
+STOP_DECODING = threading.Event()
+
+
 def iter_frames(paths: list[Path], size: tuple[int, int]) -> Iterator[np.ndarray]:
     """Frames decoded one at a time: only one is ever held."""
     for path in paths:
+        if STOP_DECODING.is_set():
+            raise TemplateError("stopped while decoding the template frames (shutdown)")
         yield decode_frame(path, size)
 
 
