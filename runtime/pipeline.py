@@ -373,6 +373,8 @@ class Appliance:
         ingest_error = self.ingest.error if self.ingest is not None else None
         # A record sink that stopped (disk full) keeps the appliance going: say why here.
         sink_failure = getattr(self.sink, "failure", None)
+        # ...and one that went on after its encoder died (a new part): also worth a look.
+        sink_incident = getattr(self.sink, "incident", None)
         reading = self.sensors.latest() if self.sensors is not None else None
         snapshot = getattr(self.quality, "snapshot", None)
         return {"source": self.source.status() if self.source is not None else None,
@@ -396,7 +398,8 @@ class Appliance:
                 "cpu_other_percent": reading.cpu_other_percent if reading else None,
                 "governor": snapshot() if snapshot is not None else None,
                 "last_error": ingest_error or self.last_error
-                or (f"recording stopped: {sink_failure}" if sink_failure else None)}
+                or (f"recording stopped: {sink_failure}" if sink_failure else None)
+                or (f"recording: {sink_incident}" if sink_incident else None)}
 
 
 def run_to_end(appliance: Appliance) -> RunReport:

@@ -73,7 +73,8 @@ def test_two_seconds_with_an_index_gap_and_a_tone(tmp_path):
             sink.present(gray(40 + 3 * k), k, None)
         sink.feed_audio(audio[k * SAMPLES_PER_FRAME:(k + 1) * SAMPLES_PER_FRAME])
     message = sink.close()
-    assert message == f"recording saved to {target} (50 frames, 2.0 s)"
+    assert message == (f"recording saved to {target} (50 frames, 2.0 s: 45 shown; 5 repeat "
+                       "the previous picture for frames not shown)")
     assert sink.drop_count == 0
     streams = probe(target)
     assert int(streams["video"]["nb_read_frames"]) == 50
@@ -138,7 +139,7 @@ def test_a_slow_encoder_drops_frames_but_keeps_the_count(tmp_path, monkeypatch):
 
 
 def test_missing_ffmpeg_names_what_to_install(tmp_path, monkeypatch):
-    monkeypatch.setattr("runtime.display.record.shutil.which", lambda name: None)
+    monkeypatch.setattr("runtime.display.record_ffmpeg.shutil.which", lambda name: None)
     with mock.patch.dict(sys.modules, {"imageio_ffmpeg": None}):
         with pytest.raises(DisplayError) as caught:
             RecordSink(tmp_path / "x.mp4").open(FRAME)
@@ -149,7 +150,7 @@ def test_missing_ffmpeg_names_what_to_install(tmp_path, monkeypatch):
 
 def test_ffmpeg_auto_falls_back_to_the_imageio_ffmpeg_binary(monkeypatch):
     fake = mock.Mock(get_ffmpeg_exe=lambda: "/opt/ffmpeg-from-wheel")
-    monkeypatch.setattr("runtime.display.record.shutil.which", lambda name: None)
+    monkeypatch.setattr("runtime.display.record_ffmpeg.shutil.which", lambda name: None)
     with mock.patch.dict(sys.modules, {"imageio_ffmpeg": fake}):
         assert find_ffmpeg("auto") == "/opt/ffmpeg-from-wheel"
 
@@ -210,9 +211,10 @@ def test_ffmpeg_dying_is_reported_in_one_line(tmp_path):
             break
         time.sleep(0.005)
     message = sink.close()
-    assert message.startswith("recording failed: ffmpeg stopped") and "\n" not in message
-    assert not target.exists()
-    assert list(tmp_path.iterdir()) == []
+    # Killed: a new encoder took over in a new part, and the parts are joined in the end.
+    assert sink.incident.startswith("ffmpeg stopped (exit -9)") and sink.failure is None
+    assert message.startswith(f"recording saved to {target}") and "in 2 parts joined" in message
+    assert "\n" not in message and sorted(p.name for p in tmp_path.iterdir()) == ["dead.mp4"]
 
 
 def test_close_without_open_and_present_before_open(tmp_path):
@@ -232,3 +234,51 @@ def test_present_after_close_is_a_no_op(tmp_path):
     sink.present(gray(0), 1)
     sink.feed_audio(tone(0.1))
     assert sink.close() == first and "(1 frame," in first
+
+
+@needs_ffmpeg
+def test_a_killed_encoder_loses_no_recording_and_sound_stays_in_step(tmp_path):
+    """ffmpeg killed after 3 s of a 6 s recording: the first part keeps what it had
+    fragmented, a new encoder records the rest, and the joined file is as long as what was
+    shown, its sound the same length (a lost second holds the last picture, it is not cut)."""
+    target = tmp_path / "killed.mp4"
+    sink = RecordSink(target, queue_frames=200)
+    sink.open(FRAME)
+    for k in range(150):
+        sink.present(gray(20 + k), k)
+        sink.feed_audio(tone(0.04))
+        if k == 75:
+            wait_for(lambda: sink.frames_written >= 70)
+            sink._proc.kill()
+    message = sink.close()
+    assert sink.restarts == 1 and sink.failure is None
+    assert "in 2 parts joined" in message and "150 frames" in message
+    streams = probe(target)
+    assert abs(float(streams["video"]["duration"]) - 6.0) <= 0.15
+    assert abs(float(streams["audio"]["duration"]) - 6.0) <= 0.15
+    levels = decode_gray_levels(target)
+    assert abs(levels[-1] - (20 + 149)) <= 3  # the last picture is where it belongs
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["killed.mp4"]
+
+
+@needs_ffmpeg
+def test_when_the_final_file_cannot_be_written_the_parts_and_the_sound_are_kept(
+        tmp_path, monkeypatch):
+    from runtime.display import record as record_module
+    from runtime.display.record_ffmpeg import MuxError
+
+    def full_disk(*args, **kwargs):
+        raise MuxError("disk full while saving (No space left on device)")
+
+    monkeypatch.setattr(record_module, "mux", full_disk)
+    target = tmp_path / "lost.mp4"
+    sink = RecordSink(target, queue_frames=64)
+    sink.open(FRAME)
+    for k in range(40):
+        sink.present(gray(30 + k), k)
+        sink.feed_audio(tone(0.04))
+    message = sink.close()
+    assert message.startswith(f"recording could not be saved as {target} (disk full")
+    kept = sorted(p.name for p in tmp_path.iterdir())
+    assert kept == ["lost.audio.wav", "lost.video.mp4"], kept
+    assert abs(float(probe(tmp_path / "lost.video.mp4")["video"]["duration"]) - 1.6) <= 0.1

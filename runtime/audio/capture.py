@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from ..quiet import quiet_stderr
 from .devices import DeviceNotFoundError, find_device, load_pyaudio
 from .source import AudioSourceError
 
@@ -69,7 +70,8 @@ def capture_main(backend: Any, settings: CaptureSettings, conn: Any, stop: Any) 
     pa = stream = None
     try:
         module = load_pyaudio(backend, "mic source")
-        pa = module.PyAudio()
+        with quiet_stderr():  # PortAudio's probing noise (ALSA, JACK) on fd 2
+            pa = module.PyAudio()
         info = find_device(pa, settings.device, "input")
         rate = settings.rate or int(info["defaultSampleRate"])
         channels = max(1, min(settings.channels, int(info["maxInputChannels"])))

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .. import SAMPLE_RATE
+from ..quiet import quiet_stderr
 from .devices import find_device, load_pyaudio
 from .source import AudioSourceError
 
@@ -67,13 +68,17 @@ class Player:
             return
         module = load_pyaudio(self._backend, "playback")
         self._module = module  # the callback may run before pa.open() returns
-        pa = module.PyAudio()
+        # PortAudio probes ALSA, OSS and JACK and prints pages of their complaints straight
+        # to fd 2 (a headless box has no card); what matters comes back as exceptions.
+        with quiet_stderr():
+            pa = module.PyAudio()
         try:
             info = find_device(pa, self.device, "output")
-            stream = pa.open(format=module.paFloat32, channels=1, rate=self.rate, output=True,
-                             output_device_index=info["index"],
-                             frames_per_buffer=self.frames_per_buffer,
-                             stream_callback=self._callback)
+            with quiet_stderr():
+                stream = pa.open(format=module.paFloat32, channels=1, rate=self.rate,
+                                 output=True, output_device_index=info["index"],
+                                 frames_per_buffer=self.frames_per_buffer,
+                                 stream_callback=self._callback)
         except AudioSourceError:
             pa.terminate()
             raise

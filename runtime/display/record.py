@@ -6,14 +6,19 @@ frame is dropped and counted. The writer holds the video to the clock by frame i
 index that never arrived (skipped by the scheduler or dropped here) is filled by repeating
 the previous picture, so video frame k always shows audio time k/fps.
 Audio goes to a temporary WAV as it comes; close() muxes both into the target file.
+
+Nothing recorded is thrown away: the encoder writes fragmented MP4, so a part whose ffmpeg
+dies is readable up to that point; a dead encoder is restarted into a new part (up to
+MAX_RESTARTS times; `incident` and the appliance's last_error say so); close() joins the
+parts (record_mux.py), and where even that fails the parts and the audio are kept.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 import queue
-import shutil
 import subprocess
 import tempfile
 import threading
@@ -23,49 +28,16 @@ from pathlib import Path
 import numpy as np
 
 from runtime import FPS, SAMPLE_RATE
+from runtime.display.record_ffmpeg import (MuxError, Part, check_encoder, find_ffmpeg,  # noqa: F401
+                                           keep_parts, mux, tail_of)
 from runtime.display.sink import DisplayError, DisplaySink
 
 log = logging.getLogger(__name__)
 
-FFMPEG_MISSING = ("record sink needs ffmpeg: install it (Debian: apt install ffmpeg) "
-                  "or pip install imageio-ffmpeg")
 #: How long close() waits for the writer thread and for ffmpeg to finish the video (s).
 _FINISH_TIMEOUT_S = 60.0
-#: Lines of ffmpeg's own error output quoted when it fails.
-_STDERR_LINES = 3
-
-
-def find_ffmpeg(setting: str = "auto") -> str:
-    """The ffmpeg binary: 'auto' = PATH, then the imageio-ffmpeg package; else a path or name."""
-    if setting != "auto":
-        exe = shutil.which(os.path.expanduser(setting))
-        if exe is None:
-            raise DisplayError(f"record sink: ffmpeg {setting!r} is not an executable file; "
-                               f"{FFMPEG_MISSING.split(': ', 1)[1]}")
-        return exe
-    exe = shutil.which("ffmpeg")
-    if exe is not None:
-        return exe
-    try:
-        import imageio_ffmpeg
-        return imageio_ffmpeg.get_ffmpeg_exe()
-    except (ImportError, RuntimeError):  # RuntimeError: package present, binary missing
-        raise DisplayError(FFMPEG_MISSING) from None
-
-
-def _last_lines(data: bytes, lines: int = _STDERR_LINES) -> str:
-    """The last non-empty lines of ffmpeg's error output, as one line."""
-    kept = [line.strip() for line in data.decode("utf-8", "replace").splitlines() if line.strip()]
-    return " | ".join(kept[-lines:])
-
-
-def _tail(log_file) -> str:
-    try:
-        log_file.seek(0)
-        return _last_lines(log_file.read())
-    except (OSError, ValueError):  # ValueError: the file is already closed
-        return ""
-
+#: Encoder restarts after ffmpeg dies; then recording stops (something keeps killing it).
+MAX_RESTARTS = 3
 
 class RecordSink(DisplaySink):
     """Writes an MP4 to `path`. crf/preset: x264 quality and speed; fps: video frame rate.
@@ -89,6 +61,7 @@ class RecordSink(DisplaySink):
         self.queue_frames = int(queue_frames)
         self.frame_size: tuple[int, int] | None = None
         self.frames_written = 0   # video frames in the file, repeats included (writer thread)
+        self.repeats_written = 0  # of those, repeats standing in for indices never shown
         self.drop_count = 0       # frames present() dropped because the encoder lagged
         self.audio_samples = 0
         self._last_index = -1     # highest index present() saw, dropped or not
@@ -102,7 +75,10 @@ class RecordSink(DisplaySink):
         self._failure: str | None = None
         self._wav: wave.Wave_write | None = None
         self._audio_rate: int | None = None
-        self._video_tmp: Path | None = None
+        self._parts: list[Part] = []  # encoder outputs, one per ffmpeg run
+        self._encode_cmd: list[str] = []
+        self.restarts = 0
+        self.incident: str | None = None  # the last encoder death recording survived
         self._wav_tmp: Path | None = None
         self._closed = False
         self._message: str | None = None
@@ -119,32 +95,27 @@ class RecordSink(DisplaySink):
             raise DisplayError("record sink can be opened once")
         width, height = int(frame_size[0]), int(frame_size[1])
         exe = find_ffmpeg(self.ffmpeg)
-        self._check_encoder(exe)
+        check_encoder(exe)
         folder = self.path.parent
         if not folder.is_dir():
             raise DisplayError(f"record sink: folder {folder} does not exist")
-        try:
-            self._video_tmp = self._temp(".video.mp4")
-            self._wav_tmp = self._temp(".audio.wav")
-        except OSError as exc:
-            self._remove_temps()
-            raise DisplayError(f"record sink cannot write to {folder}: {exc.strerror}") from None
         cmd = [exe, "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
                "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",
                "-framerate", str(self.fps), "-i", "pipe:0"]
         if width % 2 or height % 2:
             cmd += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"]  # yuv420p needs even sides
+        # A keyframe and a fragment every second: a killed encoder loses at most that.
         cmd += ["-c:v", "libx264", "-preset", self.preset, "-crf", str(self.crf),
-                "-pix_fmt", "yuv420p", "-movflags", "+faststart", "-f", "mp4", str(self._video_tmp)]
-        self._stderr = tempfile.TemporaryFile()
+                "-pix_fmt", "yuv420p", "-g", str(self.fps), "-flush_packets", "1",
+                "-movflags", "+frag_keyframe+empty_moov+default_base_moof", "-f", "mp4"]
+        self._encode_cmd = cmd
         try:
-            # A session of its own: Ctrl-C in a terminal reaches only us, and close()
-            # still finishes the file cleanly instead of ffmpeg dying halfway.
-            self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                          stderr=self._stderr, start_new_session=True)
+            self._wav_tmp = self._temp(".audio.wav")
+            self._start_encoder(exe)
         except OSError as exc:
             self._remove_temps()
-            raise DisplayError(f"record sink cannot start {exe}: {exc.strerror}") from None
+            raise DisplayError(f"record sink cannot write to {folder} or start {exe}: "
+                               f"{exc.strerror}") from None
         self._exe = exe
         self.frame_size = (width, height)
         # queue_frames waiting + one being written + the last one kept for repeats.
@@ -155,24 +126,47 @@ class RecordSink(DisplaySink):
         log.info("recording %dx%d at %d fps to %s (ffmpeg: %s)", width, height, self.fps,
                  self.path, exe)
 
+    def _start_encoder(self, exe: str) -> None:
+        """A new ffmpeg writing a new part (the first at open, more after a death)."""
+        part = Part(self._temp(f".video{len(self._parts) + 1}.mp4"))
+        self._parts.append(part)
+        self._stderr = tempfile.TemporaryFile()
+        # A session of its own: Ctrl-C in a terminal reaches only us, and close() still
+        # finishes the file cleanly instead of ffmpeg dying halfway.
+        self._proc = subprocess.Popen([*self._encode_cmd, str(part.path)], stdin=subprocess.PIPE,
+                                      stdout=subprocess.DEVNULL, stderr=self._stderr,
+                                      start_new_session=True)
+        if exe:
+            self._exe = exe
+
+    def _restart_encoder(self, reason: str) -> bool:
+        """After ffmpeg died: a new one into a new part. False when recording must stop."""
+        if self.restarts >= MAX_RESTARTS:
+            return False
+        old = self._proc
+        with contextlib.suppress(OSError, ValueError):
+            old.stdin.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            old.wait(5)
+        self._stderr.close()
+        try:
+            self._start_encoder(self._exe)
+        except OSError as exc:
+            self._fail(f"{reason}; restarting ffmpeg failed: {exc.strerror or exc}")
+            return True
+        self.restarts += 1
+        at = self.frames_written / self.fps
+        self.incident = (f"{reason} at {at:.1f} s; recording goes on in part "
+                         f"{len(self._parts)} (restart {self.restarts} of {MAX_RESTARTS})")
+        log.error("recording: %s", self.incident)
+        return True
+
     def _temp(self, suffix: str) -> Path:
         # Next to the target: same filesystem, so the final rename is atomic.
         fd, name = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=suffix,
                                     dir=self.path.parent)
         os.close(fd)
         return Path(name)
-
-    @staticmethod
-    def _check_encoder(exe: str) -> None:
-        """Fail at open, not at the first frame, when the binary cannot encode H.264."""
-        try:
-            out = subprocess.run([exe, "-hide_banner", "-encoders"], capture_output=True,
-                                 timeout=20, stdin=subprocess.DEVNULL)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise DisplayError(f"record sink cannot run {exe}: {exc}") from None
-        if b"libx264" not in out.stdout:
-            raise DisplayError(f"record sink: {exe} has no H.264 encoder (libx264); "
-                               f"{FFMPEG_MISSING.split(': ', 1)[1]}")
 
     # -- frames -------------------------------------------------------------------------
 
@@ -197,6 +191,20 @@ class RecordSink(DisplaySink):
     def _write_frame(self, buf: np.ndarray) -> None:
         self._proc.stdin.write(buf.data)
         self.frames_written += 1
+        self._parts[-1].frames += 1
+
+    def _write_or_restart(self, buf: np.ndarray, exc: Exception) -> None:
+        """A write failed: a disk full stops recording; a dead ffmpeg is replaced and the
+        frame written to the new one."""
+        reason = self._write_failure(exc)
+        if not reason.startswith("disk full") and self._restart_encoder(reason):
+            if self._failure is None:
+                try:
+                    self._write_frame(buf)
+                    return
+                except (OSError, ValueError) as again:
+                    reason = self._write_failure(again)
+        self._fail(reason)
 
     def _write_loop(self) -> None:
         last: np.ndarray | None = None
@@ -206,25 +214,32 @@ class RecordSink(DisplaySink):
             if buf is None:
                 # The end: frames dropped after the last written one still count.
                 if last is not None and self._failure is None:
-                    try:
-                        for _ in range(index + 1 - next_index):
+                    for _ in range(index + 1 - next_index):
+                        try:
                             self._write_frame(last)
-                    except (OSError, ValueError) as exc:
-                        self._fail(self._write_failure(exc))
+                        except (OSError, ValueError) as exc:
+                            self._write_or_restart(last, exc)
+                            if self._failure is not None:
+                                break
+                        self.repeats_written += 1
                 break
             if self._failure is not None or index < next_index:
                 self._free.put(buf)  # stopped, or an index seen before: nothing to write
                 continue
-            try:
-                # Indices next_index..index-1 never came: hold the previous picture (the
-                # first picture also stands in for any frames before it).
-                filler = last if last is not None else buf
-                for _ in range(index - next_index):
-                    self._write_frame(filler)
-                self._write_frame(buf)
-                next_index = index + 1
-            except (OSError, ValueError) as exc:  # ValueError: stdin closed by a kill
-                self._fail(self._write_failure(exc))
+            # Indices next_index..index-1 never came: hold the previous picture (the first
+            # picture also stands in for any frames before it).
+            filler = last if last is not None else buf
+            pictures = [filler] * (index - next_index) + [buf]
+            for n, picture in enumerate(pictures):
+                try:
+                    self._write_frame(picture)
+                except (OSError, ValueError) as exc:  # ValueError: stdin closed by a kill
+                    self._write_or_restart(picture, exc)
+                    if self._failure is not None:
+                        break
+                if n < len(pictures) - 1:
+                    self.repeats_written += 1
+            next_index = index + 1
             if last is not None:
                 self._free.put(last)
             last = buf
@@ -239,7 +254,7 @@ class RecordSink(DisplaySink):
                 code = self._proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 code = None
-            said = _tail(self._stderr) or "no message"
+            said = tail_of(self._stderr) or "no message"
             if "No space left" in said:
                 return f"disk full while recording (ffmpeg: {said})"
             return f"ffmpeg stopped (exit {code}): {said}"
@@ -314,8 +329,10 @@ class RecordSink(DisplaySink):
         except subprocess.TimeoutExpired:
             self._proc.kill()
             code = self._proc.wait()
-        if code != 0:
-            self._fail(f"ffmpeg stopped (exit {code}): {_tail(self._stderr) or 'no message'}")
+        if code != 0 and self._failure is None:
+            # Killed at the very end: what it wrote is still there (fragmented MP4).
+            self.incident = f"ffmpeg stopped (exit {code}): {tail_of(self._stderr) or 'no message'}"
+            log.error("recording: %s", self.incident)
         self._stderr.close()
         with self._lock:
             wav, self._wav = self._wav, None
@@ -328,53 +345,50 @@ class RecordSink(DisplaySink):
             log.info("recording: %d frames dropped (encoder busy), filled by repeats",
                      self.drop_count)
         frames = self.frames_written
-        if code != 0 or frames == 0:
+        if frames == 0:
             return f"recording failed: {self._failure or 'no frames'}; nothing saved"
         try:
-            self._mux(frames)
-        except DisplayError as exc:
-            return f"recording failed: {exc}; nothing saved"
+            self._mux()
+        except MuxError as exc:
+            kept = keep_parts(self._parts, self._wav_tmp if self.audio_samples else None,
+                              self.path)
+            if not kept:
+                return f"recording failed: {exc}; nothing could be kept"
+            return (f"recording could not be saved as {self.path} ({exc}); what was recorded "
+                    f"is kept: {', '.join(str(path) for path in kept)}")
         plural = "s" if frames != 1 else ""
-        saved = f"{self.path} ({frames} frame{plural}, {frames / self.fps:.1f} s)"
+        # The file holds every frame index from 0 on; those the appliance did not show
+        # (before the first frame, skipped by the scheduler, dropped here) repeat a picture.
+        repeats = f"; {self.repeats_written} repeat the previous picture for frames not shown" \
+            if self.repeats_written else ""
+        saved = (f"{self.path} ({frames} frame{plural}, {frames / self.fps:.1f} s: "
+                 f"{frames - self.repeats_written} shown{repeats})")
         if self._failure is not None:
             return f"recording stopped early ({self._failure}); saved to {saved}"
+        if self.restarts:
+            return (f"recording saved to {saved}, in {len(self._parts)} parts joined: ffmpeg "
+                    f"died {self.restarts} time{'s' if self.restarts != 1 else ''}")
         return f"recording saved to {saved}"
 
-    def _mux(self, frames: int) -> None:
+    def _mux(self) -> None:
         try:
-            part = self._temp(".part.mp4")
+            out = self._temp(".part.mp4")
         except OSError as exc:
-            raise DisplayError(f"saving {self.path} failed: {exc.strerror or exc}") from None
-        cmd = [self._exe, "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
-               "-i", str(self._video_tmp)]
-        if self.audio_samples:
-            # Exactly the video's length of audio: pad with silence, or cut the rest.
-            want = round(frames * self._audio_rate / self.fps)
-            cmd += ["-i", str(self._wav_tmp), "-map", "0:v:0", "-map", "1:a:0",
-                    "-af", f"apad=whole_len={want},atrim=end_sample={want}",
-                    "-c:a", "aac", "-b:a", "128k", "-ar", "48000"]
-        else:
-            cmd += ["-map", "0:v:0"]
-        cmd += ["-c:v", "copy", "-movflags", "+faststart", "-f", "mp4", str(part)]
+            raise MuxError(f"cannot write next to {self.path}: {exc.strerror or exc}") from None
         try:
-            done = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, timeout=120 + frames / self.fps / 10)
-            if done.returncode != 0:
-                raise DisplayError(f"muxing failed (ffmpeg exit {done.returncode}): "
-                                   f"{_last_lines(done.stderr) or 'no message'}")
+            mux(self._exe, self._parts, self._wav_tmp if self.audio_samples else None,
+                self._audio_rate, self.fps, out, 120 + self.frames_written / self.fps / 10)
             # mkstemp made it 0600; the recording is for whoever runs the box: give it the
             # mode any new file gets (0666 less the umask), as ffmpeg writing it directly would.
-            os.chmod(part, 0o666 & ~_umask())
-            os.replace(part, self.path)
-        except subprocess.TimeoutExpired:
-            raise DisplayError("muxing took too long") from None
+            os.chmod(out, 0o666 & ~_umask())
+            os.replace(out, self.path)
         except OSError as exc:
-            raise DisplayError(f"saving {self.path} failed: {exc.strerror or exc}") from None
+            raise MuxError(f"saving {self.path} failed: {exc.strerror or exc}") from None
         finally:
-            part.unlink(missing_ok=True)
+            out.unlink(missing_ok=True)
 
     def _remove_temps(self) -> None:
-        for temp in (self._video_tmp, self._wav_tmp):
+        for temp in [part.path for part in self._parts] + [self._wav_tmp]:
             if temp is not None:
                 try:
                     temp.unlink(missing_ok=True)
