@@ -300,12 +300,46 @@ class ControlServer:
         self._servers: list[socketserver.BaseServer] = []
         self._threads: list[threading.Thread] = []
         self._inode: int | None = None
+        self._watching = threading.Event()
+        self._watcher: threading.Thread | None = None
 
-    def start(self) -> None:
+    def _bind_unix(self) -> socketserver.BaseServer:
         remove_stale_socket(self.path)
         server = _Server(str(self.path), self.service, self.settings)
         os.chmod(self.path, self.settings.socket_mode)
         self._inode = os.stat(self.path).st_ino
+        return server
+
+    def _serve(self, server: socketserver.BaseServer) -> None:
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                                  name="edgemate-control", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _watch(self) -> None:
+        """A deleted socket file (a tidy-up script, rm -r /run/edgemate/*) would leave the
+        appliance unreachable: bind it again within a second."""
+        while not self._watching.wait(1.0):
+            try:
+                same = os.lstat(self.path).st_ino == self._inode
+            except OSError:
+                same = False
+            if same:
+                continue
+            log.warning("control socket %s was removed or replaced: creating it again", self.path)
+            try:
+                server = self._bind_unix()
+            except OSError as err:
+                log.error("control socket %s: cannot create it again (%s); it stays away",
+                          self.path, err)
+                return
+            old, self._servers[0] = self._servers[0], server
+            old.shutdown()
+            old.server_close()
+            self._serve(server)
+
+    def start(self) -> None:
+        server = self._bind_unix()
         self._servers.append(server)
         log.info("control socket: %s (mode %04o, group %s)", self.path, self.settings.socket_mode,
                  _group_name(os.getegid()))
@@ -316,12 +350,17 @@ class ControlServer:
             log.warning("control: also on tcp %s:%d (loopback; any local user can connect)",
                         self.settings.tcp_host, self.settings.tcp_port)
         for server in self._servers:
-            thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                      name="edgemate-control", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+            self._serve(server)
+        self._watching.clear()
+        self._watcher = threading.Thread(target=self._watch, name="edgemate-control-watch",
+                                         daemon=True)
+        self._watcher.start()
 
     def close(self) -> None:
+        self._watching.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=2.0)
+            self._watcher = None
         for server in self._servers:
             server.shutdown()  # returns within poll_interval
             server.server_close()

@@ -74,6 +74,7 @@ class Service:
         self._ready_sent = False
         self._intake_reported = False  # the stuck intake was logged
         self._loading = False  # the first load (a cold template decode) is running
+        self._instance_lock = None
         self._next_status = 0.0
         self.control = None
 
@@ -82,6 +83,7 @@ class Service:
         """Blocks until stopped or the run ends. Raises ApplianceError (exit 78/1)."""
         from .render.template_cache import STOP_DECODING
         self.config = self._load_config()
+        self._lock_instance()  # before seconds of model loading: a second one stops at once
         appliance = self._new_appliance(self.config)
         try:
             self._loading = True
@@ -89,15 +91,23 @@ class Service:
                 STOP_DECODING.set()
             appliance.load()  # bad models: exit 78 before anything opens
         except ApplianceError:
+            self._stop_control()  # the lock
             if self._stopping.is_set():  # SIGTERM during a cold template decode: just stop
                 log.info("stopped while loading the models")
                 self.state = "stopped"
                 return self.report
             raise
+        except BaseException:
+            self._stop_control()
+            raise
         finally:
             self._loading = False
             STOP_DECODING.clear()  # process-wide: only ever set while this load runs
-        self._start_control()
+        try:
+            self._start_control()
+        except BaseException:
+            self._stop_control()
+            raise
         try:
             while True:
                 self.appliance = appliance
@@ -291,6 +301,26 @@ class Service:
         if self.control is not None:
             self.control.close()
             self.control = None
+        if self._instance_lock is not None:
+            self._instance_lock.release()
+            self._instance_lock = None
+
+    def _lock_instance(self) -> None:
+        """One appliance per control (or speech) socket path, whatever happens to the files."""
+        from .unix_socket import InstanceLock
+        config = self.config
+        if config.control.enabled:
+            path = config.control.socket
+        elif config.audio.source == "stream":
+            path = config.audio.stream.socket
+        else:
+            return  # no socket to share: several may run (each with its own display)
+        lock = InstanceLock(path)
+        try:
+            lock.acquire()
+        except OSError as err:
+            raise ApplianceError(str(err)) from None
+        self._instance_lock = lock
 
 
 def install_signal_handlers(service: Service) -> None:

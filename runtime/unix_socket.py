@@ -1,6 +1,7 @@
 """Claiming a unix socket path that a crashed run may have left behind."""
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import stat
@@ -24,3 +25,38 @@ def remove_stale_socket(path: Path) -> None:
     finally:
         probe.close()
     raise OSError(f"{path} is in use by another process")
+
+
+class InstanceLock:
+    """One appliance per socket path: an exclusive flock on PATH.lock, held for the run.
+
+    A second `edgemate run` on the same sockets gets a one-line reason instead of starting
+    beside the first (it could when the socket files were deleted: nobody listened on them).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(f"{path}.lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """OSError naming the holder when another process has it."""
+        import fcntl
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise OSError(f"another EdgeMate appliance uses these sockets ({self.path} is "
+                          f"held by pid {holder})") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                if os.stat(self.path).st_ino == os.fstat(self._fd).st_ino:
+                    self.path.unlink()
+            os.close(self._fd)
+            self._fd = None

@@ -189,3 +189,27 @@ def test_a_stranger_cannot_push_speech_on_an_open_speech_socket(tmp_path, caplog
         assert all(source.read(0.05) is SILENT for _ in range(5))
     finally:
         source.close()
+
+
+def test_a_deleted_control_socket_comes_back_and_a_second_appliance_is_refused(
+        start_service, model_fixtures, tmp_path):  # noqa: F811
+    from runtime.config import load_config
+    from runtime.pipeline import ApplianceError
+    from runtime.service import Service
+    service = start_service()
+    path = service.config.control.socket
+    os.unlink(path)  # a tidy-up script empties the runtime directory
+    _eventually(lambda: path.exists(), within_s=20)
+    assert _ask(path).startswith(b"HTTP/1.1 200")
+    # A second appliance on the same sockets stops at once with one line (it used to start
+    # beside the first once the socket files were gone).
+    audio, bundle = model_fixtures
+    second = Service(lambda: load_config(None, [
+        f"models.audio={audio}", f"avatar.bundle={bundle}", "display.sink=null",
+        f"control.socket={path}", f"audio.stream.socket={tmp_path / 'other-speech.sock'}"]))
+    with pytest.raises(ApplianceError) as caught:
+        second.run()
+    message = str(caught.value)
+    assert "another EdgeMate appliance uses these sockets" in message
+    assert f"held by pid {os.getpid()}" in message and "\n" not in message
+    assert _ask(path).startswith(b"HTTP/1.1 200")  # the first one is untouched
