@@ -139,8 +139,10 @@ def write_bundle(out: Path, dataset: Path, manifest: dict, name: str, coarse_siz
         "mask": {"feather_px": feather_px},
         "models": {"coarse": "coarse.yaml", "fine": "fine.yaml"},
         "calibration": {"open_scale": 1.0},
-        # How the stages were trained to compose the box; the runtime composes the same way.
-        "composition": dict(recipe.get("composition") or {"mode": "add"}),
+        # How the runtime composes the box (the recipe's bundle_composition; an older recipe
+        # without one: the training composition).
+        "composition": dict(recipe.get("bundle_composition") or recipe.get("composition")
+                            or {"mode": "add"}),
         **({"demo_audio": demo_audio} if demo_audio else {}),
         # Where the template and the ground truth come from (tools/eval_renderer rebuilds it).
         "source": {"generator": manifest.get("source"), "seed": int(manifest.get("seed", 0)),

@@ -42,10 +42,16 @@ DEFAULT_RECIPE: dict[str, Any] = {
     "name": "default", "seed": 0, "steps": 8000, "batch": 32, "lr": 2e-3, "weight_decay": 1e-4,
     "warmup": 300, "coarse_weight": 1.0, "temporal_pairs": 8, "temporal_weight": 1.0, "val_shards": 1, "coarse_size": 64, "crop_size": 128,
     "feather_px": 24, "threads": 2, "demo_audio": "demo.wav",
-    # Where a stage moved something, its picture replaces the template's fine detail: no
-    # ghost of the old chin at FULL, no doubled chin at COARSE (runtime/render/bundle.py).
-    "composition": {"mode": "replace_moved", "moved_from": 0.015, "moved_to": 0.05},
-    "mouth_weight": 1.0,
+    # How the box is composed in training (add: box + upscaled change) ...
+    "composition": {"mode": "add"},
+    # ... and at run time (written into avatar.yaml): where a stage moved something, its
+    # picture replaces the template's fine detail, so the old chin leaves no ghost line at
+    # FULL and no doubled chin at COARSE (runtime/render/bundle.py). On the default avatar
+    # it raised every EVAL figure of nets trained with add; training with replace_moved and
+    # mouth_weight 1 (6000 steps) gave a ghost-free FULL but a lower speech-set mean.
+    "bundle_composition": {"mode": "replace_moved", "moved_from": 0.015, "moved_to": 0.05},
+    # Extra L1 weight on the mouth region (pixels the truth changes): 0 = off.
+    "mouth_weight": 0.0,
 }
 
 
@@ -132,7 +138,7 @@ def _progress(total: int, initial: int):
 
 #: Recipe keys a resumed run may change: they set speed and bookkeeping, not what is learnt
 #: (thread count changes float rounding only).
-_RESUMABLE = ("threads", "checkpoint_every", "command", "demo_audio")
+_RESUMABLE = ("threads", "checkpoint_every", "command", "demo_audio", "bundle_composition")
 
 
 def _identity(recipe: dict) -> dict:
@@ -268,7 +274,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--" + key.replace("_", "-"), type=float)
     p.add_argument("--demo-audio", help="demo clip file name inside --out (default demo.wav)")
     p.add_argument("--composition", choices=("add", "replace_moved"),
-                   help="how a stage's output becomes the mouth box (default replace_moved)")
+                   help="how training composes the mouth box (default add; the bundle always "
+                   "gets the recipe's bundle_composition, replace_moved)")
     p.add_argument("--debug", action="store_true", help="tracebacks on errors")
     return p
 
@@ -294,10 +301,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "temporal_weight", "mouth_weight", "demo_audio"):
         if getattr(args, key) is not None:
             recipe[key] = getattr(args, key)
-    if args.composition == "add":
-        recipe["composition"] = {"mode": "add"}
-    elif args.composition is not None:
-        recipe["composition"] = dict(DEFAULT_RECIPE["composition"])
+    if args.composition is not None:
+        recipe["composition"] = ({"mode": "add"} if args.composition == "add"
+                                 else dict(DEFAULT_RECIPE["bundle_composition"]))
     work = args.work or Path.home() / ".cache" / "edgemate" / "train_renderer" / str(recipe["name"])
     try:
         if args.rebuild and not (dataset / "dataset.yaml").is_file() or args.rebuild and not read_manifest_ok(dataset):
