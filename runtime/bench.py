@@ -77,7 +77,8 @@ def run_bench(args: argparse.Namespace, load: Callable) -> int:
     from .stress import StressPlan, StressRun
 
     probe = load(args)
-    plan = StressPlan.from_args(args, probe.governor.dwell_s)
+    # Recovery must see both step-ups, after heat too (thermal_dwell_s is the longer wait).
+    plan = StressPlan.from_args(args, max(probe.governor.dwell_s, probe.governor.thermal_dwell_s))
     seconds = plan.total_s if plan is not None else (args.seconds or 10.0)
     with contextlib.ExitStack() as cleanup:
         stress = None

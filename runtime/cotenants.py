@@ -133,3 +133,34 @@ class CoTenant:
                 proc.wait()
         if procs:
             log.info("co-tenant %s: stopped", self.profile)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """python -m runtime.cotenants PROFILES -- COMMAND...: COMMAND beside the co-tenants
+    (e.g. `python -m runtime.cotenants busy,tts -- edgemate demo --record busy.mp4`)."""
+    import argparse
+    parser = argparse.ArgumentParser(prog="python -m runtime.cotenants", description=main.__doc__)
+    parser.add_argument("profiles", help="all, or a comma list of " + ", ".join(PROFILES))
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ...")
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    try:
+        profiles = parse_profiles(args.profiles)
+    except ValueError as err:
+        parser.error(str(err))
+    if not command or "appliance" in profiles:
+        parser.error("give a command after --; 'appliance' needs the bench (edgemate bench --stress)")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    tenants = [CoTenant(profile, cores) for profile in profiles]
+    try:
+        for tenant in tenants:
+            tenant.start()
+        return subprocess.call(command)
+    finally:
+        for tenant in tenants:
+            tenant.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -282,3 +282,11 @@ def test_devices_and_check_say_which_sensors_the_governor_found(model_fixtures, 
     assert "temperature: thermal zone x86_pkg_temp" in capsys.readouterr().out
     assert main(["check", "--set", "render.quality=pass", *_models(model_fixtures)]) == 0
     assert "off: render.quality fixed at pass" in capsys.readouterr().out
+
+
+def test_a_command_runs_beside_cotenants_that_stop_after_it():
+    from runtime.cotenants import main as beside
+    assert beside(["niced", "--", sys.executable, "-c", "import sys; sys.exit(3)"]) == 3
+    assert _children_running() == []
+    with pytest.raises(SystemExit):
+        beside(["appliance", "--", "true"])  # a second appliance needs the bench's models
