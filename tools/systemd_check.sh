@@ -30,8 +30,8 @@ FAILED=0
 
 say() { printf 'systemd_check: %s\n' "$*"; }
 die() { printf 'systemd_check: %s\n' "$*" >&2; exit 1; }
-pass() { RESULTS+=("PASS  $1"); say "PASS $1"; }
-fail() { RESULTS+=("FAIL  $1: $2"); say "FAIL $1: $2"; FAILED=1; }
+pass() { local text="${1//$'\n'/ }"; RESULTS+=("PASS  $text"); say "PASS $text"; }
+fail() { local text="$1: ${2//$'\n'/ }"; RESULTS+=("FAIL  $text"); say "FAIL $text"; FAILED=1; }
 
 [ "$(id -u)" = 0 ] || die "run as root (sudo $0)"
 
@@ -75,6 +75,11 @@ fi
 rm -rf "$ROOT/opt/src" && mkdir -p "$ROOT/opt/src"
 (cd "$SRC" && git ls-files -co --exclude-standard -z | xargs -0 -I{} cp --parents {} "$ROOT/opt/src/")
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf" 2>/dev/null || true
+# A network behind a TLS-inspecting proxy: the container trusts what the host trusts, and
+# pip inside uses the host's settings (index, constraints) as a user's pip would.
+cp /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/ssl/certs/ca-certificates.crt" 2>/dev/null || true
+[ -f /etc/pip.conf ] && cp /etc/pip.conf "$ROOT/etc/pip.conf"
+[ -d /etc/xdg/pip ] && mkdir -p "$ROOT/etc/xdg" && cp -r /etc/xdg/pip "$ROOT/etc/xdg/"
 
 # --- boot -----------------------------------------------------------------------------
 say "booting systemd in the container"
@@ -93,8 +98,11 @@ say "systemd $(sd systemctl --version | head -1 | awk '{print $2}'), system $sta
 
 # --- install --------------------------------------------------------------------------
 say "systemd/install.sh --profile default (pip install from the working tree)"
-sd bash /opt/src/systemd/install.sh --profile default >/tmp/edgemate-install.log 2>&1 \
-  || { tail -5 /tmp/edgemate-install.log; die "install.sh failed (log: /tmp/edgemate-install.log)"; }
+if ! sd bash /opt/src/systemd/install.sh --profile default >/tmp/edgemate-install.log 2>&1; then
+  tail -5 /tmp/edgemate-install.log
+  sd journalctl -u edgemate -n 40 --no-pager -o cat 2>/dev/null | tail -25
+  die "install.sh failed (log: /tmp/edgemate-install.log)"
+fi
 
 active() { [ "$(sd systemctl show -p ActiveState --value edgemate)" = active ] \
   && [ "$(sd systemctl show -p SubState --value edgemate)" = running ]; }
@@ -174,6 +182,6 @@ else
   pass "journal: no tracebacks ($(sd journalctl -u edgemate -o cat | wc -l) lines)"
 fi
 
-printf '\n%s\n' "${RESULTS[@]}"
+printf '%s\n' "" "${RESULTS[@]}"
 [ $FAILED = 0 ] && say "all checks passed" || say "some checks failed"
 exit $FAILED
