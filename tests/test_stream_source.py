@@ -374,3 +374,15 @@ def test_the_pushed_buffer_is_bounded_in_bytes_and_empty_after_a_flush(make_sour
 #: One read from the client is at most 8192 bytes of s16 (16384 bytes as float32) and a
 #: float32 client's 8192 bytes stay 8192: the bound may be passed by one such read.
 _READ_BYTES_MAX = 16384
+
+
+def test_a_deleted_speech_socket_is_created_again(make_source, socket_path):
+    source = make_source()
+    os.unlink(socket_path)
+    deadline = time.monotonic() + 20
+    while not socket_path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    client = _connect(socket_path)  # the way in is back
+    client.sendall(_wav_bytes(_ramp(1600), 16000))
+    client.close()
+    assert 1 in _played_utterances(source, want=1)

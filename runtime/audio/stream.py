@@ -318,12 +318,41 @@ class StreamSource(AudioSource):
 
     # --- the socket door -------------------------------------------------------------
 
+    def _rebind_if_removed(self) -> None:
+        """A deleted socket file (rm -r /run/edgemate/*) leaves no way in: bind it again."""
+        try:
+            if os.lstat(self.socket_path).st_ino == self._socket_inode:
+                return
+        except OSError:
+            pass
+        log.warning("stream source: %s was removed or replaced: creating it again",
+                    self.socket_path)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            remove_stale_socket(self.socket_path)
+            listener.bind(str(self.socket_path))
+            os.chmod(self.socket_path, self.socket_mode)
+            listener.listen(_LISTEN_BACKLOG)
+        except OSError as exc:
+            listener.close()
+            log.error("stream source: cannot create %s again (%s)", self.socket_path, exc)
+            self._socket_inode = None  # do not try every second
+            return
+        self._socket_inode = os.stat(self.socket_path).st_ino
+        old, self._listener = self._listener, listener
+        old.close()
+
     def _accept_loop(self) -> None:
-        listener, wake_r = self._listener, self._wake_r
+        wake_r = self._wake_r
         while not self._stopping.is_set():
-            readable, _, _ = select.select([listener, wake_r], [], [])
+            listener = self._listener
+            readable, _, _ = select.select([listener, wake_r], [], [], 1.0)
             if wake_r in readable or self._stopping.is_set():
                 break
+            if not readable:
+                if self._socket_inode is not None:
+                    self._rebind_if_removed()
+                continue
             try:
                 connection, _ = listener.accept()
             except OSError as exc:
