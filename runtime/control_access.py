@@ -121,7 +121,8 @@ class ClientLimits:
             # Closing with the request unread would send a reset that can destroy the answer
             # before the client reads it: end our side, take what has arrived, then close.
             request.shutdown(socket.SHUT_WR)
-            request.recv(65536)
+            request.setblocking(False)  # what has arrived, without waiting: a flood of
+            request.recv(65536)  # refused connections must not slow the accept thread
         self.shutdown_request(request)
 
     def get_request(self):

@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import BinaryIO
 
@@ -35,9 +36,20 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self._path = path
 
     def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self._path)
+        # A unix socket whose listen queue is full answers EAGAIN at once (it does not wait
+        # like TCP): try again for a while, as a busy TCP server would be waited for.
+        deadline = time.monotonic() + (self.timeout or 10.0)
+        while True:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(self.timeout)
+            try:
+                self.sock.connect(self._path)
+                return
+            except BlockingIOError:
+                self.sock.close()
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05)
 
 
 def add_client_args(parser: argparse.ArgumentParser) -> None:
