@@ -10,7 +10,7 @@ Audio goes to a temporary WAV as it comes; close() muxes both into the target fi
 Nothing recorded is thrown away: the encoder writes fragmented MP4, so a part whose ffmpeg
 dies is readable up to that point; a dead encoder is restarted into a new part (up to
 MAX_RESTARTS times; `incident` and the appliance's last_error say so); close() joins the
-parts (record_mux.py), and where even that fails the parts and the audio are kept.
+parts (record_ffmpeg.py), and where even that fails the parts and the audio are kept.
 """
 from __future__ import annotations
 
