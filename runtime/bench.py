@@ -28,6 +28,7 @@ import numpy as np
 
 from . import FPS, SAMPLE_RATE, __version__
 from .demo import demo_clip
+from .stress import cpu_seconds
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +49,6 @@ def speech_like(seconds: float, seed: int = 0) -> np.ndarray:
 def _peak_rss_mb() -> float:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(peak / (1024 * 1024) if platform.system() == "Darwin" else peak / 1024, 1)
-
-
-def _cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def _uncapped_fps(appliance, level, frames: int) -> float:
@@ -104,10 +100,10 @@ def run_bench(args: argparse.Namespace, load: Callable) -> int:
         cleanup.callback(appliance.close)
         appliance.load()
         appliance.open()
-        cpu0, wall0 = _cpu_s(), time.monotonic()
+        cpu0, wall0 = cpu_seconds(), time.monotonic()
         with stress.running(appliance) if stress is not None else contextlib.nullcontext():
             report = appliance.run()
-        cpu_s, wall_s = _cpu_s() - cpu0, time.monotonic() - wall0
+        cpu_s, wall_s = cpu_seconds() - cpu0, time.monotonic() - wall0
         governor = _governor_report(appliance, wall_s)
         stages = appliance.timer.summary_ms()
         uncapped = {level.label: _uncapped_fps(appliance, level, args.frames)

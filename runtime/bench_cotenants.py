@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import resource
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -18,30 +16,12 @@ from typing import Callable, Sequence
 from .audio.wav import read_wav
 from .cotenants import CoTenant
 from .lipsync_meter import LipSyncMeter
+from .stress import allowed_cores, cpu_seconds
 
 log = logging.getLogger(__name__)
 
 #: The co-tenant's head start before the first frame: its load is there from the start.
 _HEAD_START_S = 1.0
-
-
-def _cores() -> int:
-    # The cores this process may run on: children inherit the affinity, so under
-    # `taskset -c 1` one co-tenant process per allowed core competes for that core.
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS
-        return os.cpu_count() or 1
-
-
-def _process_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _children_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def _second_appliance_argv(args: argparse.Namespace, config, clip: Path,
@@ -68,11 +48,11 @@ def run_profiles(args: argparse.Namespace, load: Callable, profiles: Sequence[st
     rows = []
     for profile in profiles:
         config = load(args, [*extra, f"run.duration_s={seconds}"])
-        tenant = CoTenant(profile, _cores(),
+        tenant = CoTenant(profile, allowed_cores(),
                           _second_appliance_argv(args, config, Path(clip).resolve(), seconds))
         meter = LipSyncMeter()
         appliance = None
-        children0, tenant0 = _children_cpu_s(), time.monotonic()
+        children0, tenant0 = cpu_seconds(children=True), time.monotonic()
         try:
             tenant.start()
             if tenant.procs:
@@ -81,15 +61,15 @@ def run_profiles(args: argparse.Namespace, load: Callable, profiles: Sequence[st
             appliance.load()
             meter.attach(appliance.bundle)
             appliance.open()
-            cpu0, wall0 = _process_cpu_s(), time.monotonic()
+            cpu0, wall0 = cpu_seconds(), time.monotonic()
             report = appliance.run()
-            cpu_s, wall_s = _process_cpu_s() - cpu0, time.monotonic() - wall0
+            cpu_s, wall_s = cpu_seconds() - cpu0, time.monotonic() - wall0
         finally:
             tenant.stop()
             if appliance is not None:
                 appliance.close()
         # Waited-for children only: the co-tenant's processes (and theirs), not ours.
-        share = (_children_cpu_s() - children0) / (time.monotonic() - tenant0) / tenant.cores
+        share = (cpu_seconds(children=True) - children0) / (time.monotonic() - tenant0) / tenant.cores
         rows.append({**_row(profile, tenant, appliance, report, meter, wall_s, cpu_s),
                      "cotenant_cpu_percent_all_cores": round(100 * share, 1)})
         log.info("co-tenant %s: %s", profile, rows[-1])

@@ -21,7 +21,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
-from .stress import BURN_CODE
+from .stress import BURN_CODE, allowed_cores, child_env, stop_processes
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +88,7 @@ class CoTenant:
         self.note: str | None = None  # why the profile ran without its load
 
     def _spawn(self, argv: list[str], nice: int = 0, with_parent_death: bool = False) -> None:
-        env = {**os.environ, "EDGEMATE_STRESS_PARENT": str(os.getpid())}
-        env.pop("NOTIFY_SOCKET", None)  # a child must never talk to systemd as us
+        env = child_env()
 
         def setup() -> None:
             if nice:
@@ -122,15 +121,7 @@ class CoTenant:
 
     def stop(self) -> None:
         procs, self.procs = self.procs, []
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(5.0)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes(procs, 5.0)
         if procs:
             log.info("co-tenant %s: stopped", self.profile)
 
@@ -151,8 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not command or "appliance" in profiles:
         parser.error("give a command after --; 'appliance' needs the bench (edgemate bench --stress)")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    tenants = [CoTenant(profile, cores) for profile in profiles]
+    tenants = [CoTenant(profile, allowed_cores()) for profile in profiles]
     try:
         for tenant in tenants:
             tenant.start()

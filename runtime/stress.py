@@ -38,6 +38,42 @@ while os.getppid() == parent:
 """
 
 
+def child_env() -> dict[str, str]:
+    """The environment of a load process: it knows its parent (to leave when orphaned) and
+    never talks to systemd as us."""
+    env = {**os.environ, "EDGEMATE_STRESS_PARENT": str(os.getpid())}
+    env.pop("NOTIFY_SOCKET", None)
+    return env
+
+
+def stop_processes(procs: list[subprocess.Popen], timeout_s: float) -> None:
+    """Terminate them all, then wait; whoever is still there after timeout_s is killed."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def cpu_seconds(children: bool = False) -> float:
+    """User + system CPU of this process (all threads), or of its waited-for children."""
+    import resource
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def allowed_cores() -> int:
+    """The cores this process may run on (children inherit the affinity: under `taskset
+    -c 1` one load process per allowed core competes for that core)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1  # macOS
+
+
 class LoadWorkers:
     """N busy-loop processes at normal priority (what a browser on the same box would be)."""
 
@@ -46,8 +82,7 @@ class LoadWorkers:
         self.procs: list[subprocess.Popen] = []
 
     def start(self) -> None:
-        env = {**os.environ, "EDGEMATE_STRESS_PARENT": str(os.getpid())}
-        env.pop("NOTIFY_SOCKET", None)  # a child must never talk to systemd as us
+        env = child_env()
         for _ in range(self.count):
             self.procs.append(subprocess.Popen(
                 [sys.executable, "-c", BURN_CODE], env=env, stdin=subprocess.DEVNULL,
@@ -56,15 +91,7 @@ class LoadWorkers:
 
     def stop(self) -> None:
         procs, self.procs = self.procs, []
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(2.0)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes(procs, 2.0)
         if procs:
             log.info("CPU load: workers stopped")
 

@@ -9,13 +9,12 @@ import os
 import pwd
 import socket
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
 from runtime import control_access
-from test_control import start_service  # noqa: F401 - the fixture
+from test_control import start_service, wait_for  # noqa: F401 - the fixture
 
 
 def _ask(path, request=b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n", timeout=10.0) -> bytes:
@@ -33,15 +32,6 @@ def _idle(path) -> socket.socket:
     raw = socket.socket(socket.AF_UNIX)
     raw.connect(str(path))
     return raw
-
-
-def _eventually(predicate, within_s: float = 10.0):
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError("not within the deadline")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching to another uid needs root")
@@ -94,11 +84,11 @@ def test_connections_are_capped_overall_and_per_uid_with_503_at_once(start_servi
     path = service.config.control.socket
     idle = [_idle(path), _idle(path)]  # half-open clients: connected, silent
     try:
-        _eventually(lambda: len(service.control._servers[0]._clients) == 2)
+        wait_for(lambda: len(service.control._servers[0]._clients) == 2, 10.0)
         answer = _ask(path)
         assert answer.startswith(b"HTTP/1.1 503") and b"has 2 connections open" in answer
         idle.pop().close()
-        _eventually(lambda: len(service.control._servers[0]._clients) == 1)
+        wait_for(lambda: len(service.control._servers[0]._clients) == 1, 10.0)
         assert _ask(path).startswith(b"HTTP/1.1 200")
     finally:
         for raw in idle:
@@ -185,7 +175,7 @@ def test_a_stranger_cannot_push_speech_on_an_open_speech_socket(tmp_path, caplog
                 os._exit(0)
         os.waitpid(pid, 0)
         with caplog.at_level("WARNING"):
-            _eventually(lambda: "stream source: refused pid" in caplog.text)
+            wait_for(lambda: "stream source: refused pid" in caplog.text, 10.0)
         assert all(source.read(0.05) is SILENT for _ in range(5))
     finally:
         source.close()
@@ -199,7 +189,7 @@ def test_a_deleted_control_socket_comes_back_and_a_second_appliance_is_refused(
     service = start_service()
     path = service.config.control.socket
     os.unlink(path)  # a tidy-up script empties the runtime directory
-    _eventually(lambda: path.exists(), within_s=20)
+    wait_for(lambda: path.exists(), 20.0)
     assert _ask(path).startswith(b"HTTP/1.1 200")
     # A second appliance on the same sockets stops at once with one line (it used to start
     # beside the first once the socket files were gone).

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 
 from runtime import FPS
 from runtime.audio.wav import read_wav
+from runtime.display.record_ffmpeg import find_ffmpeg
 from runtime.lipsync_meter import SPEECH_MIN, pearson
 from runtime.models.audio_model import AudioModel
 from runtime.mouth_cli import analyze_file, default_audio_model
@@ -41,21 +41,13 @@ MOVED_LEVELS = 2.0
 _PAUSE_FRAMES = 8  # 0.32 s below SPEECH_MIN ends a sentence
 
 
-def _ffmpeg() -> str:
-    found = shutil.which("ffmpeg")
-    if found:
-        return found
-    import imageio_ffmpeg  # the dev extra's bundled binary
-    return imageio_ffmpeg.get_ffmpeg_exe()
-
-
 def rendered_change(recording: Path, bundle) -> np.ndarray:
     """Per video frame: mean |recorded box - template box| over the mask, in levels."""
     width, height = bundle.frame_size
     size = width * height * 3
     b = bundle.box_size
     weight = bundle.mask / bundle.mask.sum()
-    proc = subprocess.Popen([_ffmpeg(), "-v", "error", "-i", str(recording), "-f", "rawvideo",
+    proc = subprocess.Popen([find_ffmpeg(), "-v", "error", "-i", str(recording), "-f", "rawvideo",
                              "-pix_fmt", "rgb24", "-"], stdout=subprocess.PIPE)
     changes = []
     try:

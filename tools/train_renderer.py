@@ -47,11 +47,10 @@ DEFAULT_RECIPE: dict[str, Any] = {
     # ... and at run time (written into avatar.yaml): where a stage moved something, its
     # picture replaces the template's fine detail, so the old chin leaves no ghost line at
     # FULL and no doubled chin at COARSE (runtime/render/bundle.py). On the default avatar
-    # it raised every EVAL figure of nets trained with add; training with replace_moved and
-    # mouth_weight 1 (6000 steps) gave a ghost-free FULL but a lower speech-set mean.
+    # it raised every EVAL figure of nets trained with add; training with replace_moved (and
+    # an extra L1 on the mouth region, 6000 steps) gave a ghost-free FULL but a lower
+    # speech-set mean, and COARSE still without the dark inside of an open mouth.
     "bundle_composition": {"mode": "replace_moved", "moved_from": 0.015, "moved_to": 0.05},
-    # Extra L1 weight on the mouth region (pixels the truth changes): 0 = off.
-    "mouth_weight": 0.0,
 }
 
 
@@ -63,29 +62,13 @@ def lr_factor(step: int, steps: int, warmup: int) -> float:
     return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
 
-#: A target pixel belongs to the mouth region when it differs from the template by this much.
-MOUTH_REGION_LEVEL = 0.02
-
-
-def _l1(shown: torch.Tensor, target: torch.Tensor, region: torch.Tensor | None,
-        mouth_weight: float) -> torch.Tensor:
-    """L1 of the box, plus `mouth_weight` x the L1 over the mouth region alone: the region is
-    a fifth of the box, and without it a stage can score well by copying the template's skin
-    while its open mouth stays a pink smudge with no dark inside."""
-    error = (shown - target).abs()
-    loss = error.mean()
-    if region is not None and mouth_weight:
-        loss = loss + mouth_weight * (error * region).sum() / (3 * region.sum() + 1.0)
-    return loss
-
-
 def losses(coarse: CoarseNet, fine: FineNet, box: torch.Tensor, params: torch.Tensor, target: torch.Tensor,
-           temporal_pairs: int = 0, composition: dict | None = None, mouth_weight: float = 0.0
+           temporal_pairs: int = 0, composition: dict | None = None
            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """L1 of the box the runtime would show, at box resolution, for COARSE and for FULL (with
-    the mouth region weighted by `mouth_weight`, see _l1), and a flicker term: on the first
-    `temporal_pairs` (frame, next frame) row pairs, the L1 of
-    the change between the two shown boxes against the truth's change.
+    """L1 of the box the runtime would show (composed as `composition` says), at box
+    resolution, for COARSE and for FULL, and a flicker term: on the first `temporal_pairs`
+    (frame, next frame) row pairs, the L1 of the change between the two shown boxes against
+    the truth's change.
 
     The fine stage gets the coarse image detached: the coarse stage is trained for its own
     picture (the governor shows it alone), not as a feature map for the fine stage."""
@@ -100,11 +83,7 @@ def losses(coarse: CoarseNet, fine: FineNet, box: torch.Tensor, params: torch.Te
         truth_step = target[1:n:2] - target[0:n:2]
         for shown in (shown_c, shown_f):
             flicker = flicker + ((shown[1:n:2] - shown[0:n:2]) - truth_step).abs().mean()
-    region = None
-    if mouth_weight:
-        region = ((target - box).abs().amax(dim=1, keepdim=True) > MOUTH_REGION_LEVEL).to(box.dtype)
-    return (_l1(shown_c, target, region, mouth_weight), _l1(shown_f, target, region, mouth_weight),
-            flicker)
+    return (shown_c - target).abs().mean(), (shown_f - target).abs().mean(), flicker
 
 
 def validate(coarse: CoarseNet, fine: FineNet, pairs: PairSet, rows: int = 256,
@@ -175,7 +154,7 @@ def train(train_set: PairSet, val_set: PairSet, recipe: dict, work: Path) -> tup
         rows = batch_rows(recipe["seed"], step, train_set, recipe["batch"], recipe["temporal_pairs"])
         box, params, target = train_set.batch(rows)
         loss_c, loss_f, flicker = losses(coarse, fine, box, params, target, recipe["temporal_pairs"],
-                                         recipe.get("composition"), recipe.get("mouth_weight", 0.0))
+                                         recipe.get("composition"))
         loss = recipe["coarse_weight"] * loss_c + loss_f + recipe["temporal_weight"] * flicker
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -270,7 +249,7 @@ def _parser() -> argparse.ArgumentParser:
     for key in ("steps", "batch", "seed", "warmup", "val_shards", "coarse_size", "crop_size", "feather_px",
                 "threads", "checkpoint_every", "temporal_pairs"):
         p.add_argument("--" + key.replace("_", "-"), type=int)
-    for key in ("lr", "weight_decay", "coarse_weight", "temporal_weight", "mouth_weight"):
+    for key in ("lr", "weight_decay", "coarse_weight", "temporal_weight"):
         p.add_argument("--" + key.replace("_", "-"), type=float)
     p.add_argument("--demo-audio", help="demo clip file name inside --out (default demo.wav)")
     p.add_argument("--composition", choices=("add", "replace_moved"),
@@ -298,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         recipe["name"] = args.name or out.name
     for key in ("steps", "batch", "seed", "warmup", "val_shards", "coarse_size", "crop_size", "feather_px",
                 "threads", "checkpoint_every", "temporal_pairs", "lr", "weight_decay", "coarse_weight",
-                "temporal_weight", "mouth_weight", "demo_audio"):
+                "temporal_weight", "demo_audio"):
         if getattr(args, key) is not None:
             recipe[key] = getattr(args, key)
     if args.composition is not None:

@@ -63,8 +63,7 @@ class FilesSource(AudioSource):
         self._reading = False
         self._flush_pending = False
         self._worker = IoWorker("playlist")
-        self._pending = None  # the I/O job read() waits for
-        self._seq = 0  # numbers I/O jobs
+        self._pending = None  # the I/O job read() waits for (a key until it answers)
         self._reported: dict[Path, str] = {}  # path -> last reason logged at warning level
         self._reset()
 
@@ -117,7 +116,6 @@ class FilesSource(AudioSource):
         longer than stall_s (the worker is then abandoned for a new one)."""
         job = self._pending
         if job is None or job.key != key:
-            self._seq += 1
             job = self._pending = self._worker.submit(key, call)
         if not job.wait(self._io_wait_s):
             if job.age_s() < self._stall_s:
@@ -176,8 +174,6 @@ class FilesSource(AudioSource):
             path = self._playlist[self._index]
             try:
                 reader = self._io(("open", self._index, path), lambda: _open_regular(path))
-            except _Waiting:
-                raise
             except _Stalled as exc:
                 self._index += 1
                 self._report_bad(path, f"{path}: opening it: {exc}")
@@ -218,14 +214,12 @@ class FilesSource(AudioSource):
         assert reader is not None
         frames = max(1, round(reader.rate * self._chunk_ms / 1000))
         try:
-            samples = self._io(("read", id(reader), self._seq), lambda: reader.read(frames))
-        except _Waiting:
-            raise
+            samples = self._io(("read", id(reader)), lambda: reader.read(frames))
         except _Stalled as exc:
-            # The worker is stuck inside this file: leave the reader to it, go on without.
+            # The old worker is stuck inside this file and holds it: closing it from another
+            # thread would block there too. Leave the reader to it and go on without.
             log.warning("files source: reading %s: %s; skipping the rest", reader.path, exc)
-            self._worker.submit(("close", id(reader)), reader.close)  # on the new worker:
-            self._reader = None  # harmless, the stuck one still holds the file
+            self._reader = None
             return None
         except (OSError, ValueError) as exc:
             log.warning("files source: reading %s failed (%s); skipping the rest", reader.path, exc)

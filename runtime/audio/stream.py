@@ -121,16 +121,10 @@ class StreamSource(AudioSource):
             remove_stale_socket(path)
         except OSError as err:
             raise AudioSourceError(f"stream source: {err}") from None
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            listener.bind(str(path))
-            os.chmod(path, self.socket_mode)
-            listener.listen(_LISTEN_BACKLOG)
+            self._listener = self._bind()
         except OSError as exc:
-            listener.close()
             raise AudioSourceError(f"stream source: cannot listen on {path}: {exc}") from None
-        self._socket_inode = os.stat(path).st_ino
-        self._listener = listener
         self._wake_r, self._wake_w = os.pipe()
         self._stopping.clear()
         self._buffer.reopen()
@@ -327,20 +321,28 @@ class StreamSource(AudioSource):
             pass
         log.warning("stream source: %s was removed or replaced: creating it again",
                     self.socket_path)
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             remove_stale_socket(self.socket_path)
-            listener.bind(str(self.socket_path))
-            os.chmod(self.socket_path, self.socket_mode)
-            listener.listen(_LISTEN_BACKLOG)
+            listener = self._bind()
         except OSError as exc:
-            listener.close()
             log.error("stream source: cannot create %s again (%s)", self.socket_path, exc)
             self._socket_inode = None  # do not try every second
             return
-        self._socket_inode = os.stat(self.socket_path).st_ino
         old, self._listener = self._listener, listener
         old.close()
+
+    def _bind(self) -> socket.socket:
+        """A listening socket at socket_path with socket_mode; remembers its inode."""
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listener.bind(str(self.socket_path))
+            os.chmod(self.socket_path, self.socket_mode)
+            listener.listen(_LISTEN_BACKLOG)
+        except OSError:
+            listener.close()
+            raise
+        self._socket_inode = os.stat(self.socket_path).st_ino
+        return listener
 
     def _accept_loop(self) -> None:
         wake_r = self._wake_r

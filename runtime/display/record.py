@@ -111,7 +111,7 @@ class RecordSink(DisplaySink):
         self._encode_cmd = cmd
         try:
             self._wav_tmp = self._temp(".audio.wav")
-            self._start_encoder(exe)
+            self._start_encoder()
         except OSError as exc:
             self._remove_temps()
             raise DisplayError(f"record sink cannot write to {folder} or start {exe}: "
@@ -126,7 +126,7 @@ class RecordSink(DisplaySink):
         log.info("recording %dx%d at %d fps to %s (ffmpeg: %s)", width, height, self.fps,
                  self.path, exe)
 
-    def _start_encoder(self, exe: str) -> None:
+    def _start_encoder(self) -> None:
         """A new ffmpeg writing a new part (the first at open, more after a death)."""
         part = Part(self._temp(f".video{len(self._parts) + 1}.mp4"))
         self._parts.append(part)
@@ -136,8 +136,6 @@ class RecordSink(DisplaySink):
         self._proc = subprocess.Popen([*self._encode_cmd, str(part.path)], stdin=subprocess.PIPE,
                                       stdout=subprocess.DEVNULL, stderr=self._stderr,
                                       start_new_session=True)
-        if exe:
-            self._exe = exe
 
     def _restart_encoder(self, reason: str) -> bool:
         """After ffmpeg died: a new one into a new part. False when recording must stop."""
@@ -150,7 +148,7 @@ class RecordSink(DisplaySink):
             old.wait(5)
         self._stderr.close()
         try:
-            self._start_encoder(self._exe)
+            self._start_encoder()
         except OSError as exc:
             self._fail(f"{reason}; restarting ffmpeg failed: {exc.strerror or exc}")
             return True
@@ -193,6 +191,20 @@ class RecordSink(DisplaySink):
         self.frames_written += 1
         self._parts[-1].frames += 1
 
+    def _write_copies(self, buf: np.ndarray, count: int, repeats: bool) -> bool:
+        """`count` copies of a picture (`repeats`: standing in for frames not shown); a dead
+        ffmpeg is replaced on the way. False once recording has stopped."""
+        for _ in range(count):
+            try:
+                self._write_frame(buf)
+            except (OSError, ValueError) as exc:  # ValueError: stdin closed by a kill
+                self._write_or_restart(buf, exc)
+                if self._failure is not None:
+                    return False
+            if repeats:
+                self.repeats_written += 1
+        return True
+
     def _write_or_restart(self, buf: np.ndarray, exc: Exception) -> None:
         """A write failed: a disk full stops recording; a dead ffmpeg is replaced and the
         frame written to the new one."""
@@ -214,14 +226,7 @@ class RecordSink(DisplaySink):
             if buf is None:
                 # The end: frames dropped after the last written one still count.
                 if last is not None and self._failure is None:
-                    for _ in range(index + 1 - next_index):
-                        try:
-                            self._write_frame(last)
-                        except (OSError, ValueError) as exc:
-                            self._write_or_restart(last, exc)
-                            if self._failure is not None:
-                                break
-                        self.repeats_written += 1
+                    self._write_copies(last, index + 1 - next_index, repeats=True)
                 break
             if self._failure is not None or index < next_index:
                 self._free.put(buf)  # stopped, or an index seen before: nothing to write
@@ -229,16 +234,8 @@ class RecordSink(DisplaySink):
             # Indices next_index..index-1 never came: hold the previous picture (the first
             # picture also stands in for any frames before it).
             filler = last if last is not None else buf
-            pictures = [filler] * (index - next_index) + [buf]
-            for n, picture in enumerate(pictures):
-                try:
-                    self._write_frame(picture)
-                except (OSError, ValueError) as exc:  # ValueError: stdin closed by a kill
-                    self._write_or_restart(picture, exc)
-                    if self._failure is not None:
-                        break
-                if n < len(pictures) - 1:
-                    self.repeats_written += 1
+            if self._write_copies(filler, index - next_index, repeats=True):
+                self._write_copies(buf, 1, repeats=False)
             next_index = index + 1
             if last is not None:
                 self._free.put(last)

@@ -80,6 +80,9 @@ class NcnnRenderer:
         self.upscaler = Upscaler(bundle.box_size, threads)
         self._box_sum = np.empty((bundle.box_size, bundle.box_size, 3), np.float32)
         self._scratch = np.empty_like(self._box_sum) if bundle.composition.replaces_moved else None
+        # Per stage size, what goes to the upscale: [change (3), stage template (3), moved (1)]
+        # (the plain composition uses the first three): allocated once, not per frame.
+        self._small = {side: np.empty((7, side, side), np.float32) for side in (cs, fs)}
 
     def _template_inputs(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         if not self._ready[index]:
@@ -124,19 +127,17 @@ class NcnnRenderer:
             out = self._box_sum
             composition = b.composition
             for n, (image, stage_template, share) in enumerate(changes):
-                change = image.reshape(stage_template.shape) - stage_template
+                small = self._small[stage_template.shape[-1]]
+                change = small[0:3]
+                np.subtract(image.reshape(stage_template.shape), stage_template, out=change)
                 rows = None
                 if composition.replaces_moved:
                     moved = moved_weight(change, composition.moved_from, composition.moved_to)
                     rows = _moved_rows(moved, b.box_size)
                 if rows is not None:
-                    small = np.empty((7,) + change.shape[1:], np.float32)
                     np.multiply(moved, np.float32(share), out=small[6])
                     np.multiply(stage_template, np.float32(255), out=small[3:6])
-                    np.multiply(change, np.float32(255 * share), out=small[0:3])
-                    change = small[0:3]
-                else:
-                    change *= np.float32(255 * share)
+                change *= np.float32(255 * share)
                 # To 0..255 levels and +0.5 for rounding on the small image: bilinear weights
                 # sum to 1, so both commute with the upscale and cost a quarter (or 1/16) of
                 # the work. The rounding half is added once, with the first change.
