@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from . import __version__
+from runtime import __version__
 
 log = logging.getLogger(__name__)
 
@@ -66,15 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--frames", type=int, default=150, help="frames per uncapped measurement")
     bench.add_argument("--audio", type=Path, help="WAV to drive the run (default: the bundle's "
                        "demo clip, else synthetic speech-like bursts)")
-    from .stress import add_stress_args
+    from runtime.commands.stress import add_stress_args
     add_stress_args(bench)  # --stress, --thermal-ramp: the governor on a busy, hot box
 
     sub.add_parser("devices", help="audio inputs/outputs, displays, thermal sensors")
 
-    from .mouth_cli import add_parser as add_mouth_parser
+    from runtime.commands.mouth import add_parser as add_mouth_parser
     add_mouth_parser(sub)  # mouth FILE.wav: six mouth parameters per 40 ms frame
 
-    from .control_client import add_parsers
+    from runtime.commands.control_client import add_parsers
     add_parsers(sub)  # say, stop, status: clients of a running appliance's control socket
     return parser
 
@@ -94,13 +94,13 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 
 
 def _load(args: argparse.Namespace, extra: Sequence[str] = ()):
-    from .config import load_config
+    from runtime.config.loader import load_config
     return load_config(args.config, [*_overrides(args), *extra])
 
 
 def cmd_run(args: argparse.Namespace, extra: Sequence[str] = ()) -> int:
-    from .sd_notify import Notifier
-    from .service import Service, install_signal_handlers
+    from runtime.service.sd_notify import Notifier
+    from runtime.service.supervisor import Service, install_signal_handlers
     # Taken (and removed from the environment) first: no child may inherit NOTIFY_SOCKET.
     notifier = Notifier.from_environment()
     config = _load(args, extra)
@@ -127,7 +127,7 @@ def cmd_run(args: argparse.Namespace, extra: Sequence[str] = ()) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import demo_overrides
+    from runtime.commands.demo import demo_overrides
     extra = demo_overrides(args)
     if extra is None:
         return 1
@@ -140,27 +140,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = args.debug or os.environ.get("EDGEMATE_DEBUG") == "1"
     args.debug = debug
     _setup_logging("info", debug)
-    from .config import ConfigError
-    from .pipeline import ApplianceError
+    from runtime.config.loader import ConfigError
+    from runtime.pipeline.appliance import ApplianceError
     try:
         if args.command == "run":
             return cmd_run(args)
         if args.command == "demo":
             return cmd_demo(args)
         if args.command == "check":
-            from .check import run_check
+            from runtime.commands.check import run_check
             return run_check(args, _load)
         if args.command == "bench":
-            from .bench import run_bench
-            return run_bench(args, _load)
+            from runtime.commands.bench import run_bench
+            return run_bench(args, _load, _STARTED_AT)
         if args.command == "devices":
-            from .devices import print_devices
+            from runtime.commands.devices import print_devices
             return print_devices()
         if args.command == "mouth":
-            from .mouth_cli import run_mouth
+            from runtime.commands.mouth import run_mouth
             return run_mouth(args)
         if args.command in ("say", "stop", "status"):
-            from .control_client import run_client
+            from runtime.commands.control_client import run_client
             return run_client(args)
     except ConfigError as err:
         print(f"edgemate {args.command}: invalid configuration:\n{err}", file=sys.stderr)

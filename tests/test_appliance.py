@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from runtime.audio.wav import write_wav
-from runtime.bench import speech_like
-from runtime.config import load_config
-from runtime.pipeline import Appliance, ApplianceError, run_to_end
+from runtime.commands.bench import speech_like
+from runtime.config.loader import load_config
+from runtime.pipeline.appliance import Appliance, ApplianceError, run_to_end
 
 REPO = Path(__file__).resolve().parent.parent
 

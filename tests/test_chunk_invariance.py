@@ -4,10 +4,10 @@ import pytest
 
 from runtime import SAMPLE_RATE
 from runtime.audio.resample import StreamingResampler
-from runtime.bench import speech_like
-from runtime.features import FbankSettings, StreamingFbank
-from runtime.models.audio_model import AudioModel
-from runtime.mouth import MouthAnalyzer, MouthTrack
+from runtime.commands.bench import speech_like
+from runtime.speech.audio_model import AudioModel
+from runtime.speech.features import FbankSettings, StreamingFbank
+from runtime.speech.mouth_track import MouthAnalyzer, MouthTrack
 
 
 def _chunks(signal: np.ndarray, rate: int, chunk_ms: int):

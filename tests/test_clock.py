@@ -8,7 +8,7 @@ def test_monotonic_clock_pauses_over_a_process_stop_instead_of_jumping():
     """After SIGSTOP for 15 s the sound resumes where it stopped: the clock takes out all
     of a gap but the first pause_s, so the ingest does not race through 15 s of a playlist
     that nobody hears."""
-    from runtime.clock import MonotonicClock
+    from runtime.schedule.clock import MonotonicClock
     now = [100.0]
     clock = MonotonicClock(lambda: now[0], pause_s=0.5)
     readings = []

@@ -1,9 +1,11 @@
-"""The compositor: soft-mask paste over the crop box only, exact at the mask's ends, clipping."""
+"""The compositor: a soft-mask blend over the crop box only, exact at the mask's ends, clipped
+to the frame; what a sink shows is the template with the patch pasted at its box."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from runtime.display.sink import NO_BOX, Picture
 from runtime.render.compositor import Compositor, soft_mask
 
 H, W = 288, 160
@@ -21,6 +23,12 @@ def frames(rng, count=1):
 
 def crop_of(rng):
     return rng.integers(0, 256, (CROP, CROP, 3), dtype=np.uint8)
+
+
+def shown(comp, template, crop, x, y):
+    """The frame a sink shows: the template with the blended patch pasted at its box."""
+    patch, box = comp.blend(template, crop, x, y)
+    return Picture(template, patch, box).composed()
 
 
 @pytest.mark.parametrize("shape", ["rounded", "ellipse"])
@@ -48,7 +56,7 @@ def test_border_of_box_equals_template_and_nothing_outside_changes(rng):
     before = template.copy()
     comp = Compositor(soft_mask(CROP, CROP, 8))
     x, y = 40, 100
-    out, _ = comp.compose(template, crop_of(rng), x, y)
+    out = shown(comp, template, crop_of(rng), x, y)
     assert np.array_equal(template, before)  # the template is never written
     box = out[y:y + CROP, x:x + CROP]
     tbox = template[y:y + CROP, x:x + CROP]
@@ -64,7 +72,7 @@ def test_crop_equal_to_template_box_gives_the_template_back(rng):
     (template,) = frames(rng)
     comp = Compositor(soft_mask(CROP, CROP, 12))
     x, y = 50, 20
-    out, _ = comp.compose(template, template[y:y + CROP, x:x + CROP].copy(), x, y)
+    out = shown(comp, template, template[y:y + CROP, x:x + CROP].copy(), x, y)
     diff = np.abs(out.astype(np.int16) - template.astype(np.int16))
     assert diff.max() <= 1
 
@@ -73,7 +81,7 @@ def test_matches_the_float_formula(rng):
     (template,) = frames(rng)
     crop = crop_of(rng)
     mask = rng.random((CROP, CROP)).astype(np.float32)
-    out, _ = Compositor(mask).compose(template, crop, 10, 30)
+    out = shown(Compositor(mask), template, crop, 10, 30)
     m = mask[:, :, None]
     expected = template[30:30 + CROP, 10:10 + CROP] * (1 - m) + crop * m
     assert np.abs(out[30:30 + CROP, 10:10 + CROP] - expected).max() <= 1.0
@@ -82,16 +90,15 @@ def test_matches_the_float_formula(rng):
 def test_mask_one_pastes_the_crop_exactly(rng):
     (template,) = frames(rng)
     crop = crop_of(rng)
-    out, dirty = Compositor(np.ones((CROP, CROP), np.float32)).compose(template, crop, 0, 0)
-    assert np.array_equal(out[:CROP, :CROP], crop)
-    assert dirty is None  # no template key: everything counts as changed
+    patch, box = Compositor(np.ones((CROP, CROP), np.float32)).blend(template, crop, 0, 0)
+    assert box == (0, 0, CROP, CROP) and np.array_equal(patch, crop)
 
 
 @pytest.mark.parametrize("x, y", [(-20, -10), (W - 30, H - 40), (-10, H - 20), (W - 5, 5)])
 def test_boxes_partly_outside_are_clipped(rng, x, y):
     (template,) = frames(rng)
     crop = crop_of(rng)
-    out, _ = Compositor(np.ones((CROP, CROP), np.float32)).compose(template, crop, x, y)
+    out = shown(Compositor(np.ones((CROP, CROP), np.float32)), template, crop, x, y)
     x0, y0 = max(0, x), max(0, y)
     x1, y1 = min(W, x + CROP), min(H, y + CROP)
     assert np.array_equal(out[y0:y1, x0:x1], crop[y0 - y:y1 - y, x0 - x:x1 - x])
@@ -100,44 +107,33 @@ def test_boxes_partly_outside_are_clipped(rng, x, y):
     assert np.array_equal(out[outside], template[outside])
 
 
-def test_box_entirely_outside_returns_the_template(rng):
+def test_box_entirely_outside_gives_no_patch(rng):
     (template,) = frames(rng)
-    out, _ = Compositor(soft_mask(CROP, CROP, 8)).compose(template, crop_of(rng), W + 10, 0)
-    assert out is template
+    assert Compositor(soft_mask(CROP, CROP, 8)).blend(template, crop_of(rng), W + 10, 0) == (None, NO_BOX)
 
 
-def test_pass_returns_the_template_itself(rng):
+def test_pass_gives_no_patch_and_the_template_alone(rng):
     (template,) = frames(rng)
-    comp = Compositor(soft_mask(CROP, CROP, 8))
-    out, dirty = comp.compose(template, None, 0, 0, template_key=3)
-    assert out is template and dirty is None
+    patch, box = Compositor(soft_mask(CROP, CROP, 8)).blend(template, None, 0, 0)
+    assert patch is None and box == NO_BOX
+    assert np.array_equal(Picture(template, patch, box).composed(), template)
 
 
-def test_dirty_box_tracks_template_key_and_moving_boxes(rng):
-    t0, t1 = frames(rng, 2)
-    comp = Compositor(np.ones((CROP, CROP), np.float32))
-    _, dirty = comp.compose(t0, crop_of(rng), 10, 10, template_key=0)
-    assert dirty is None  # first frame
-    out, dirty = comp.compose(t0, crop_of(rng), 20, 30, template_key=0)
-    assert dirty == (10, 10, CROP + 10, CROP + 20)  # old box + new box
-    # The old paste was undone: outside the new box the buffer is the template again.
-    outside = np.ones((H, W), bool)
-    outside[30:30 + CROP, 20:20 + CROP] = False
-    assert np.array_equal(out[outside], t0[outside])
-    _, dirty = comp.compose(t1, crop_of(rng), 20, 30, template_key=1)
-    assert dirty is None  # another template frame: everything changed
-    _, dirty = comp.compose(t1, None, 0, 0, template_key=1)
-    assert dirty == (20, 30, CROP, CROP)  # the paste disappears
-    _, dirty = comp.compose(t1, None, 0, 0, template_key=1)
-    assert dirty[2:] == (0, 0)  # nothing changed
+def test_the_patch_covers_only_the_mask_s_active_box(rng):
+    (template,) = frames(rng)
+    mask = np.zeros((CROP, CROP), np.float32)
+    mask[10:20, 5:40] = 1.0
+    patch, box = Compositor(mask).blend(template, crop_of(rng), 30, 50)
+    assert box == (35, 60, 35, 10) and patch.shape == (10, 35, 3)
 
 
-def test_reuses_its_output_buffer(rng):
+def test_the_patch_is_contiguous_and_its_buffer_reused(rng):
     (template,) = frames(rng)
     comp = Compositor(soft_mask(CROP, CROP, 8))
-    first, _ = comp.compose(template, crop_of(rng), 0, 0)
-    second, _ = comp.compose(template, crop_of(rng), 5, 5)
-    assert first is second
+    first, _ = comp.blend(template, crop_of(rng), 0, 0)
+    second, _ = comp.blend(template, crop_of(rng), -5, -5)  # clipped: a smaller patch
+    assert first.flags.c_contiguous and second.flags.c_contiguous
+    assert np.shares_memory(first, second)  # no new array per frame
 
 
 def test_rejects_bad_inputs(rng):
@@ -147,4 +143,4 @@ def test_rejects_bad_inputs(rng):
         Compositor(np.ones((8, 8, 3), np.float32))
     comp = Compositor(np.ones((CROP, CROP), np.float32))
     with pytest.raises(ValueError):
-        comp.compose(frames(rng)[0], np.zeros((CROP, CROP + 1, 3), np.uint8), 0, 0)
+        comp.blend(frames(rng)[0], np.zeros((CROP, CROP + 1, 3), np.uint8), 0, 0)

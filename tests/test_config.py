@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from runtime.config import Config, ConfigError, load_config, profile_names, to_dict
-from runtime.paths import data_dir, runtime_dir
+from runtime.config.loader import Config, ConfigError, load_config, profile_names, to_dict
+from runtime.system.paths import data_dir, runtime_dir
 
 SHIPPED = data_dir() / "firmware_config"
 BOARD_PROFILES = ["rpi4", "rpi5", "x86-mini", "macos-m1"]
@@ -441,7 +441,7 @@ def test_broken_default_reports_missing_keys(tmp_path, monkeypatch):
 
 
 def test_a_huge_config_file_is_refused_without_being_parsed(tmp_path):
-    from runtime.config import MAX_CONFIG_BYTES
+    from runtime.config.loader import MAX_CONFIG_BYTES
     path = tmp_path / "huge.yaml"
     with open(path, "w") as handle:  # valid YAML all through: only its size is wrong
         handle.write("audio:\n  files:\n    playlist:\n")

@@ -10,8 +10,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runtime.config import Config, ConfigError, load_config
-from runtime.paths import data_dir
+from runtime.config.loader import Config, ConfigError, load_config
+from runtime.system.paths import data_dir
 
 DEFAULT_TEXT = (data_dir() / "firmware_config" / "default.yaml").read_text()
 DEFAULT_TREE = yaml.safe_load(DEFAULT_TEXT)

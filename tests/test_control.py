@@ -16,12 +16,12 @@ import pytest
 
 from runtime.audio.pcm import encode_pcm
 from runtime.audio.wav import write_wav
-from runtime.bench import speech_like
 from runtime.cli import main
-from runtime.config import load_config
-from runtime.control import peer_allowed
-from runtime.control_client import UnixHTTPConnection, exchange
-from runtime.service import Service
+from runtime.commands.bench import speech_like
+from runtime.commands.control_client import UnixHTTPConnection, exchange
+from runtime.config.loader import load_config
+from runtime.system.peer_access import peer_allowed
+from runtime.service.supervisor import Service
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def start_service(model_fixtures, tmp_path):
         service.thread = thread
         services.append(service)
         deadline = time.monotonic() + 20
-        while service.status()["fps"] == 0 and time.monotonic() < deadline:
+        while service.status().fps == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert service.state == "running"
         return service
@@ -101,13 +101,13 @@ def test_pushed_speech_preempts_the_playlist_and_it_resumes(start_service, speec
     service = start_service(source_wav=quiet)
     code, doc = http(service, "POST", "/say", speech.read_bytes(), {"Content-Type": "audio/wav"})
     assert code == 200 and doc["seconds"] == pytest.approx(3.0, abs=0.01)
-    wait_for(lambda: "pushed speech over files" in service.status()["source"], 1.0)
+    wait_for(lambda: "pushed speech over files" in service.status().source, 1.0)
     appliance = service.appliance
     time.sleep(1.5)
     shown = appliance.scheduler.stats.shown
     opened = max(float(appliance.track.get(k)[0]) for k in range(max(0, shown - 30), shown))
     assert opened > 0.5  # the mouth says the pushed speech, over a silent playlist
-    wait_for(lambda: service.status()["source"].startswith("files: playing"), 4.0)
+    wait_for(lambda: service.status().source.startswith("files: playing"), 4.0)
 
 
 def test_raw_pcm_chunked_with_query_parameters(start_service):
@@ -134,7 +134,7 @@ def test_stop_is_a_barge_in_within_100_ms(start_service, speech):
     time.sleep(0.3)
     shown = appliance.scheduler.stats.shown
     assert max(float(appliance.track.get(k)[0]) for k in range(shown - 5, shown + 1)) < 0.05
-    assert service.status()["barge_ins"] == 1 and service.status()["pushed"] == "stream: idle"
+    assert service.status().barge_ins == 1 and service.status().pushed == "stream: idle"
 
 
 @pytest.mark.parametrize("path, body, headers, code, reason", [
@@ -154,9 +154,9 @@ def test_malformed_requests_get_4xx_with_the_reason_and_change_nothing(
     assert got == code and reason in doc["error"]
     time.sleep(0.2)
     after = service.status()
-    assert after["state"] == "running" and after["pushed"] == "stream: idle"
-    assert after["barge_ins"] == before["barge_ins"] and after["last_error"] is None
-    assert after["frames_shown"] > before["frames_shown"]
+    assert after.state == "running" and after.pushed == "stream: idle"
+    assert after.barge_ins == before.barge_ins and after.last_error is None
+    assert after.frames_shown > before.frames_shown
 
 
 def test_a_wrong_method_and_a_missing_length(start_service):
@@ -172,13 +172,13 @@ def test_limits_413_before_playing_and_a_streamed_body_is_cut(start_service, spe
     service = start_service("control.max_say_s=2")
     code, doc = http(service, "POST", "/say", speech.read_bytes())  # 3 s declared in the header
     assert code == 413 and "over the limit" in doc["error"]
-    assert service.status()["pushed"] == "stream: idle"
+    assert service.status().pushed == "stream: idle"
     pcm = encode_pcm(speech_like(3.0)[:, None], "s16le")
     pieces = (pcm[i:i + 8000] for i in range(0, len(pcm), 8000))
     code, doc = http(service, "POST", "/say?rate=16000&format=s16le", pieces,
                      {"Transfer-Encoding": "chunked"})
     assert code == 413 and "cut at the limit after 2.0 s" in doc["error"]
-    assert service.status()["says_rejected"] == 2
+    assert service.status().says_rejected == 2
 
 
 def test_a_tts_client_dropping_mid_utterance_closes_the_mouth_and_leaks_nothing(
@@ -195,18 +195,18 @@ def test_a_tts_client_dropping_mid_utterance_closes_the_mouth_and_leaks_nothing(
             time.sleep(0.2)
 
     drop_one()  # warm-up: the first request starts the server's machinery
-    wait_for(lambda: service.status()["pushed"] == "stream: idle")
+    wait_for(lambda: service.status().pushed == "stream: idle")
     fds, threads = process.num_fds(), process.num_threads()
     for _ in range(5):
         drop_one()
     # What each client sent before it died (1 s of speech) still plays, then all is idle.
-    wait_for(lambda: service.status()["pushed"] == "stream: idle", 12.0)
+    wait_for(lambda: service.status().pushed == "stream: idle", 12.0)
     time.sleep(0.3)
     appliance = service.appliance
     shown = appliance.scheduler.stats.shown
     assert max(float(appliance.track.get(k)[0]) for k in range(shown - 3, shown + 1)) < 0.05
     assert process.num_fds() <= fds and process.num_threads() <= threads
-    assert service.status()["state"] == "running"
+    assert service.status().state == "running"
 
 
 def test_peer_credentials_of_our_own_user_are_accepted():
@@ -295,7 +295,7 @@ def test_cli_say_reports_a_refusal(start_service, tmp_path, capsys):
 
 def test_clients_find_the_socket_of_the_systemd_service(tmp_path, monkeypatch):
     import argparse
-    from runtime import control_client
+    from runtime.commands import control_client
     monkeypatch.delenv("RUNTIME_DIRECTORY", raising=False)
     monkeypatch.delenv("EDGEMATE_CONTROL_SOCKET", raising=False)
     args = argparse.Namespace(socket=None, config=None)
@@ -308,8 +308,8 @@ def test_clients_find_the_socket_of_the_systemd_service(tmp_path, monkeypatch):
 
 
 def test_a_user_outside_the_group_is_told_how_to_get_in(tmp_path, monkeypatch, capsys):
-    from runtime import control_client
     from runtime.cli import main as cli_main
+    from runtime.commands import control_client
     monkeypatch.delenv("RUNTIME_DIRECTORY", raising=False)
     monkeypatch.delenv("EDGEMATE_CONTROL_SOCKET", raising=False)
     monkeypatch.setattr(control_client, "SYSTEMD_RUNTIME_DIR", tmp_path)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from runtime import control_access
+from runtime.service import control_access
+from runtime.system import peer_access
 from test_control import start_service, wait_for  # noqa: F401 - the fixture
 
 
@@ -54,7 +55,7 @@ def test_a_member_of_the_group_by_the_group_database_is_served_with_proc_hidden(
             raise FileNotFoundError(2, "No such file or directory", str(path))
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(control_access.grp, "getgrgid", getgrgid)
+    monkeypatch.setattr(peer_access.grp, "getgrgid", getgrgid)
     monkeypatch.setattr(builtins, "open", open_hidden)
     folder = Path(tempfile.mkdtemp(prefix="edgemate-peer-"))
     folder.chmod(0o755)
@@ -93,7 +94,7 @@ def test_connections_are_capped_overall_and_per_uid_with_503_at_once(start_servi
     finally:
         for raw in idle:
             raw.close()
-    assert service.status()["state"] == "running"
+    assert service.status().state == "running"
 
 
 def test_no_client_is_served_when_the_descriptor_reserve_is_reached(start_service,  # noqa: F811
@@ -183,9 +184,9 @@ def test_a_stranger_cannot_push_speech_on_an_open_speech_socket(tmp_path, caplog
 
 def test_a_deleted_control_socket_comes_back_and_a_second_appliance_is_refused(
         start_service, model_fixtures, tmp_path):  # noqa: F811
-    from runtime.config import load_config
-    from runtime.pipeline import ApplianceError
-    from runtime.service import Service
+    from runtime.config.loader import load_config
+    from runtime.pipeline.appliance import ApplianceError
+    from runtime.service.supervisor import Service
     service = start_service()
     path = service.config.control.socket
     os.unlink(path)  # a tidy-up script empties the runtime directory

@@ -11,6 +11,7 @@ import pytest
 from runtime.display import make_sink, open_with_fallback
 from runtime.display.null import NullSink
 from runtime.display.sink import DisplayError
+from runtime.display.sink import NO_BOX, Picture
 from runtime.display.window import WindowSink, clip_box, fit_window, letterbox
 
 pygame = pytest.importorskip("pygame")
@@ -52,7 +53,7 @@ def test_null_sink_counts_frames():
     sink = NullSink()
     sink.open(FRAME)
     for k in range(5):
-        sink.present(solid((1, 2, 3)), k, None)
+        sink.present(Picture(solid((1, 2, 3))), k)
     assert sink.frame_count == 5
     assert not sink.poll_quit()
     assert sink.close() is None
@@ -87,30 +88,42 @@ def test_clip_box():
 
 # -- window (SDL dummy driver) --------------------------------------------------------------
 
-def test_window_shows_frames_and_only_rewrites_the_dirty_box(window):
+def test_window_shows_template_and_patch_and_redraws_only_the_patches_on_the_same_template(window):
     sink = window()  # window size = frame size: the screenshot is the frame, pixel for pixel
     sink.open(FRAME)
     red = solid((200, 30, 40))
-    sink.present(red, 0, None)
-    assert np.array_equal(sink.screenshot(), red)
-    green = solid((20, 220, 60))
+    patch = np.full((48, 64, 3), (20, 220, 60), np.uint8)
     box = (40, 100, 64, 48)
-    sink.present(green, 1, box)
+    sink.present(Picture(red, patch, box, template_key=0), 0)
+    assert np.array_equal(sink.screenshot(), Picture(red, patch, box).composed())
+    # The same template frame (key 0), the patch moved: the old box is the template again.
+    moved = (60, 150, 64, 48)
+    sink.present(Picture(red, patch, moved, template_key=0), 1)
+    assert np.array_equal(sink.screenshot(), Picture(red, patch, moved).composed())
+    # A stale template array under the same key is not redrawn outside the patch boxes:
+    # the key is the sink's licence to skip, so only the two patch boxes were uploaded.
+    blue = solid((10, 10, 250))
+    sink.present(Picture(blue, None, NO_BOX, template_key=0), 2)
     shot = sink.screenshot()
-    x, y, w, h = box
-    assert np.array_equal(shot[y:y + h, x:x + w], green[y:y + h, x:x + w])
+    x, y, w, h = moved
+    assert np.array_equal(shot[y:y + h, x:x + w], blue[y:y + h, x:x + w])
     outside = np.ones(shot.shape[:2], bool)
     outside[y:y + h, x:x + w] = False
-    assert np.array_equal(shot[outside], red[outside])  # only the dirty box was uploaded
-    sink.present(green, 2, (0, 0, 0, 0))  # nothing changed: no work, no error
-    assert sink.frame_count == 2
+    assert np.array_equal(shot[outside], red[outside])
+    # Another template frame: all of it is drawn.
+    sink.present(Picture(blue, patch, box, template_key=1), 3)
+    assert np.array_equal(sink.screenshot(), Picture(blue, patch, box).composed())
+    sink.present(Picture(blue, None, NO_BOX, template_key=1), 4)
+    sink.present(Picture(blue, None, NO_BOX, template_key=1), 5)  # nothing changed: no work
+    assert np.array_equal(sink.screenshot(), blue)
+    assert sink.frame_count == 5
     assert sink.close() is None
 
 
 def test_window_letterboxes_into_a_window_of_another_shape(window):
     sink = window(window_size=(400, 400))
     sink.open(FRAME)
-    sink.present(solid((250, 250, 250)), 0)
+    sink.present(Picture(solid((250, 250, 250))), 0)
     x, y, w, h = sink.shown_at
     assert (x, y, w, h) == letterbox(FRAME, (400, 400))
     shot = sink.screenshot()
@@ -145,7 +158,7 @@ def test_present_rejects_a_frame_of_another_size(window):
     sink = window()
     sink.open(FRAME)
     with pytest.raises(ValueError):
-        sink.present(np.zeros((10, 10, 3), np.uint8), 0)
+        sink.present(Picture(np.zeros((10, 10, 3), np.uint8)), 0)
 
 
 @pytest.mark.parametrize("driver", ["x11", "wayland"])

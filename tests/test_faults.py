@@ -12,11 +12,11 @@ import pytest
 import fake_pyaudio
 from runtime.audio.mic import MicSource
 from runtime.audio.wav import write_wav
-from runtime.bench import speech_like
-from runtime.config import ConfigError, load_config
-from runtime.display.sink import DisplayError
-from runtime.pipeline import Appliance, ApplianceError
-from runtime.service import Service
+from runtime.commands.bench import speech_like
+from runtime.config.loader import ConfigError, load_config
+from runtime.display.sink import DisplayError, DisplaySink
+from runtime.pipeline.appliance import Appliance, ApplianceError
+from runtime.service.supervisor import Service
 
 
 def _config(model_fixtures, tmp_path, *overrides):
@@ -44,7 +44,7 @@ def run_service():
         thread = threading.Thread(target=service.run, daemon=True)
         thread.start()
         started.append((service, thread))
-        _wait(lambda: service.status()["fps"] > 0, 20, "first frames")
+        _wait(lambda: service.status().fps > 0, 20, "first frames")
         return service
 
     yield start
@@ -80,7 +80,7 @@ def test_mic_fault_idles_says_why_and_resumes_within_2_s(model_fixtures, tmp_pat
     # `device_watch`) is noticed anyway.
     service = run_service(lambda: config, _mic_appliance(
         backend, reopen_backoff_s=2.0, reopen_backoff_max_s=4.0))
-    _wait(lambda: "capturing" in service.status()["source"], 5, "capture")
+    _wait(lambda: "capturing" in service.status().source, 5, "capture")
     if fault == "hanging":
         # Debian's PortAudio can hang inside read when a USB mic is pulled out.
         backend.set_hanging(True)
@@ -88,22 +88,22 @@ def test_mic_fault_idles_says_why_and_resumes_within_2_s(model_fixtures, tmp_pat
     seen = set()
     deadline = time.monotonic() + 3.5  # past a failed reopen attempt (after 2 s)
     while time.monotonic() < deadline:
-        seen.add(service.status()["source"])
+        seen.add(service.status().source)
         time.sleep(0.05)
     reason = "no audio for 0.3 s" if fault == "hanging" else "Unanticipated host error"
     assert any("reopening in" in line and reason in line for line in seen), seen
     assert any("no input device" in line for line in seen), seen  # the retry found none
     status = service.status()
-    assert status["fps"] > 20 and status["state"] == "running"  # the avatar idles on
+    assert status.fps > 20 and status.state == "running"  # the avatar idles on
     shown = service.appliance.scheduler.stats.shown
     assert max(float(service.appliance.track.get(k)[0]) for k in range(shown - 10, shown)) < 0.05
     returned = time.monotonic()
     backend.set_hanging(False)
     backend.plug("USB")
-    resumed = _wait(lambda: "capturing" in service.status()["source"], 2.0, "resume")
+    resumed = _wait(lambda: "capturing" in service.status().source, 2.0, "resume")
     assert resumed - returned < 2.0
     time.sleep(0.5)  # longer than the stall timeout: chunks really flow
-    assert "capturing" in service.status()["source"]
+    assert "capturing" in service.status().source
 
 
 def test_sighup_with_a_bad_config_keeps_the_running_one(model_fixtures, tmp_path, run_service):
@@ -120,12 +120,12 @@ def test_sighup_with_a_bad_config_keeps_the_running_one(model_fixtures, tmp_path
     first = service.appliance
     assert service.reload() is False
     status = service.status()
-    assert status["last_error"].startswith("reload rejected: ")
-    assert "config.yaml:3: audio.source" in status["last_error"]
-    assert service.appliance is first and status["state"] == "running"
-    assert status["reload_failures"] == 1
+    assert status.last_error.startswith("reload rejected: ")
+    assert "config.yaml:3: audio.source" in status.last_error
+    assert service.appliance is first and status.state == "running"
+    assert status.reload_failures == 1
     time.sleep(0.3)
-    assert service.status()["fps"] > 20
+    assert service.status().fps > 20
 
 
 def test_sighup_with_a_corrupted_model_keeps_running_then_a_good_one_is_applied(
@@ -142,13 +142,13 @@ def test_sighup_with_a_corrupted_model_keeps_running_then_a_good_one_is_applied(
     service = run_service(lambda: configs.pop())
     first = service.appliance
     assert service.reload() is False
-    error = service.status()["last_error"]
+    error = service.status().last_error
     assert str(weights) in error and "sha256" in error
     assert service.appliance is first
     assert service.reload() is True
-    _wait(lambda: service.appliance is not first and service.status()["fps"] > 20, 10, "swap")
+    _wait(lambda: service.appliance is not first and service.status().fps > 20, 10, "swap")
     status = service.status()
-    assert status["level"] == "coarse" and status["reloads"] == 1 and status["last_error"] is None
+    assert status.level == "coarse" and status.reloads == 1 and status.last_error is None
 
 
 def test_a_display_that_cannot_open_uses_the_configured_fallback(model_fixtures, tmp_path,
@@ -158,22 +158,22 @@ def test_a_display_that_cannot_open_uses_the_configured_fallback(model_fixtures,
     config = _config(model_fixtures, tmp_path, "display.sink=window", "display.driver=x11",
                      "display.fallback=null")
     service = run_service(lambda: config)
-    assert service.status()["sink"] == "null"
+    assert service.status().sink == "null"
     assert service.appliance.report.sink_note.endswith("showing nothing (null sink) instead")
     # ...and `edgemate status` says so, for the integrator looking at a dark screen.
-    assert service.status()["sink_note"] == service.appliance.report.sink_note
+    assert service.status().sink_note == service.appliance.report.sink_note
 
 
 def test_a_display_that_dies_mid_run_is_replaced_by_nothing(model_fixtures, tmp_path,
                                                              run_service):
-    class DyingSink:
+    class DyingSink(DisplaySink):
         name = "window"
         shown = 0
 
         def open(self, frame_size):
             pass
 
-        def present(self, frame, index, dirty=None):
+        def present(self, picture, index):
             self.shown += 1
             if self.shown > 10:
                 raise DisplayError("the window went away")
@@ -189,10 +189,10 @@ def test_a_display_that_dies_mid_run_is_replaced_by_nothing(model_fixtures, tmp_
             return DyingSink(), None
 
     service = run_service(lambda: _config(model_fixtures, tmp_path), WithDyingSink)
-    _wait(lambda: service.status()["sink"] == "null", 3, "swap to null")
+    _wait(lambda: service.status().sink == "null", 3, "swap to null")
     time.sleep(0.3)
     status = service.status()
-    assert status["fps"] > 20 and "display lost: the window went away" in status["last_error"]
+    assert status.fps > 20 and "display lost: the window went away" in status.last_error
 
 
 def test_a_full_disk_stops_the_recording_and_the_appliance_goes_on(
@@ -211,11 +211,11 @@ def test_a_full_disk_stops_the_recording_and_the_appliance_goes_on(
     config = _config(model_fixtures, tmp_path, "display.sink=record",
                      f"audio.files.playlist=[{speech}]", "audio.files.loop=true")
     service = run_service(lambda: config)
-    _wait(lambda: "disk full" in (service.status()["last_error"] or ""), 5, "disk full")
-    before = service.status()["frames_shown"]
+    _wait(lambda: "disk full" in (service.status().last_error or ""), 5, "disk full")
+    before = service.status().frames_shown
     time.sleep(0.5)
     status = service.status()
-    assert status["frames_shown"] > before + 8 and status["state"] == "running"
+    assert status.frames_shown > before + 8 and status.state == "running"
 
 
 def test_sha256_failure_at_start_is_exit_78_naming_the_file(model_fixtures, tmp_path):
@@ -236,7 +236,7 @@ def test_a_reload_frees_the_old_pipeline_and_trims_the_heap(model_fixtures, tmp_
                                                             run_service, monkeypatch):
     import weakref
 
-    from runtime import service as service_module
+    from runtime.service import supervisor as service_module
     trims = []
     monkeypatch.setattr(service_module, "trim_heap", lambda: trims.append(1) or True)
     configs = [_config(model_fixtures, tmp_path, "render.quality=coarse"),
@@ -244,7 +244,7 @@ def test_a_reload_frees_the_old_pipeline_and_trims_the_heap(model_fixtures, tmp_
     service = run_service(lambda: configs.pop())
     first = weakref.ref(service.appliance)
     assert service.reload() is True
-    _wait(lambda: service.appliance is not first() and service.status()["fps"] > 20, 10, "swap")
+    _wait(lambda: service.appliance is not first() and service.status().fps > 20, 10, "swap")
     # Collected at the swap, not at some later full collection: two pipelines never coexist
     # for long, and the freed pages went back to the OS.
     assert first() is None and trims == [1]

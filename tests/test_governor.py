@@ -9,10 +9,10 @@ import random
 
 import pytest
 
-from runtime.config import load_config
-from runtime.governor import Governor
-from runtime.quality import DropLedger, FrameCost, Quality
-from runtime.sensors import Reading
+from runtime.config.loader import load_config
+from runtime.quality.governor import Governor
+from runtime.quality.levels import DropLedger, FrameCost, Quality
+from runtime.quality.sensors import Reading
 
 FRAME_S = 0.04
 FAST_S = 0.005  # a comfortable frame cost

@@ -14,13 +14,15 @@ import psutil
 import pytest
 
 from runtime.cli import main
-from runtime.config import ConfigError, load_config
-from runtime.governor import Governor
-from runtime.metrics import prometheus_text
-from runtime.pipeline import Appliance
-from runtime.quality import FixedQuality
-from runtime.quality import Quality
-from runtime.stress import LoadWorkers, ramp_points, temperature_at
+from runtime.commands.load_workers import LoadWorkers
+from runtime.commands.stress import ramp_points, temperature_at
+from runtime.config.loader import ConfigError, load_config
+from runtime.pipeline.appliance import Appliance
+from runtime.quality.governor import Governor
+from runtime.quality.levels import FixedQuality
+from runtime.quality.levels import Quality
+from runtime.service.metrics import prometheus_text
+from runtime.service.status import ServiceStatus
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -111,8 +113,8 @@ def test_auto_quality_is_the_governor_and_a_fixed_level_is_fixed(model_fixtures)
     try:
         assert isinstance(auto.quality, Governor) and auto.quality.level() == Quality.FULL
         assert isinstance(fixed.quality, FixedQuality) and fixed.quality.level() == Quality.COARSE
-        assert fixed.status()["governor"] is None
-        assert auto.status()["governor"]["time_at_level_s"] == {"full": 0.0, "coarse": 0.0,
+        assert fixed.status().governor is None
+        assert auto.status().governor["time_at_level_s"] == {"full": 0.0, "coarse": 0.0,
                                                                 "pass": 0.0}
     finally:
         auto.close()
@@ -126,16 +128,17 @@ def test_status_temperature_comes_from_the_governor_sensors(model_fixtures, tmp_
     try:
         appliance.sensors.start()
         status = appliance.status()
-        assert status["temperature_c"] == 77.5
+        assert status.temperature_c == 77.5
     finally:
         appliance.close()
     assert appliance.sensors._thread is None, "close() stops the sensor thread"
 
 
 def test_metrics_show_switches_and_time_at_level():
-    text = prometheus_text({"level": "coarse", "temperature_c": 81.5, "quality_switches": 2,
-                            "time_at_level_s": {"full": 10.0, "coarse": 4.5, "pass": 0.0},
-                            "throttled": ["throttled"], "cpu_other_percent": 97.0})
+    text = prometheus_text(ServiceStatus(
+        version="test", pid=1, state="running", uptime_s=1.0, level="coarse", temperature_c=81.5,
+        quality_switches=2, time_at_level_s={"full": 10.0, "coarse": 4.5, "pass": 0.0},
+        throttled=("throttled",), cpu_other_percent=97.0))
     assert "edgemate_quality_switches_total 2" in text
     assert 'edgemate_quality_level_seconds_total{level="COARSE"} 4.5' in text
     assert "edgemate_throttled 1" in text and "edgemate_temperature_celsius 81.5" in text
@@ -181,7 +184,7 @@ def test_bench_stress_runs_its_phases_and_leaves_no_load_behind(model_fixtures, 
 def test_bench_cotenant_profiles_report_lip_sync_and_leave_no_load_behind(
         model_fixtures, capsys, tmp_path):
     from runtime.audio.wav import write_wav
-    from runtime.bench import speech_like
+    from runtime.commands.bench import speech_like
     clip = tmp_path / "speech.wav"
     write_wav(clip, speech_like(1.5), 16000)
     assert main(["bench", "--json", "--frames", "10", "--seconds", "0.5", "--audio", str(clip),
@@ -234,7 +237,7 @@ def test_load_workers_stop_and_never_outlive_their_parent(tmp_path):
     # A parent killed outright (no finally runs): its worker notices and exits by itself.
     script = textwrap.dedent("""
         import sys, time
-        from runtime.stress import LoadWorkers
+        from runtime.commands.load_workers import LoadWorkers
         workers = LoadWorkers(1)
         workers.start()
         print(workers.procs[0].pid, flush=True)
@@ -264,7 +267,8 @@ def test_load_workers_stop_and_never_outlive_their_parent(tmp_path):
 
 def test_devices_and_check_say_which_sensors_the_governor_found(model_fixtures, tmp_path,
                                                                  monkeypatch, capsys):
-    from runtime import devices, sensors
+    from runtime.commands import devices
+    from runtime.quality import sensors
 
     real_discover = sensors.discover
     monkeypatch.setattr(sensors, "discover", lambda settings, **kw: real_discover(
@@ -285,7 +289,7 @@ def test_devices_and_check_say_which_sensors_the_governor_found(model_fixtures, 
 
 
 def test_a_command_runs_beside_cotenants_that_stop_after_it():
-    from runtime.cotenants import main as beside
+    from runtime.commands.cotenants import main as beside
     assert beside(["niced", "--", sys.executable, "-c", "import sys; sys.exit(3)"]) == 3
     assert _children_running() == []
     with pytest.raises(SystemExit):

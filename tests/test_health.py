@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
-from runtime import health
-from runtime.metrics import prometheus_text
+from runtime.service.metrics import prometheus_text
+from runtime.service.status import ServiceStatus
+from runtime.service import health
 
 GLIBC = health._LIBC is not None
 
@@ -66,7 +67,7 @@ def test_usage_has_every_key_and_metrics_print_them():
                 "python_blocks"):
         assert key in usage
     assert usage["python_blocks"] == pytest.approx(sys.getallocatedblocks(), rel=0.5)
-    text = prometheus_text({**usage, "state": "running"})
+    text = prometheus_text(ServiceStatus(version="test", pid=1, state="running", uptime_s=1.0, **usage))
     assert "edgemate_python_allocated_blocks" in text
     if GLIBC:
         assert "# TYPE edgemate_heap_in_use_megabytes gauge" in text
@@ -79,4 +80,5 @@ def test_without_glibc_the_heap_readings_are_none_and_trim_does_nothing(monkeypa
     usage = health.heap_usage()
     assert usage["heap_in_use_mb"] is None and usage["heap_free_mb"] is None
     assert health.trim_heap() is False
-    assert "edgemate_heap_in_use_megabytes" not in prometheus_text(usage)
+    status = ServiceStatus(version="test", pid=1, state="running", uptime_s=1.0, **usage)
+    assert "edgemate_heap_in_use_megabytes" not in prometheus_text(status)

@@ -8,15 +8,15 @@ import numpy as np
 from runtime import SAMPLE_RATE, SAMPLES_PER_FRAME
 from runtime.audio.chunk import AudioChunk
 from runtime.audio.files import FilesSource
-from runtime.audio.ingest import Ingest, IngestSettings
 from runtime.audio.source import SILENT, AudioSource
 from runtime.audio.timeline import Timeline
 from runtime.audio.wav import write_wav
-from runtime.bench import speech_like
-from runtime.config import load_config
-from runtime.models.audio_model import AudioModel
-from runtime.mouth import MouthAnalyzer, MouthTrack
-from runtime.pipeline import Appliance
+from runtime.commands.bench import speech_like
+from runtime.config.loader import load_config
+from runtime.pipeline.appliance import Appliance
+from runtime.speech.audio_model import AudioModel
+from runtime.speech.ingest import Ingest, IngestSettings
+from runtime.speech.mouth_track import MouthAnalyzer, MouthTrack
 
 
 class FakeClock:

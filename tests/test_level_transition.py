@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from runtime.level_transition import NEAR_REST, LevelTransition, RenderPlan, TransitionSettings
-from runtime.quality import Quality
+from runtime.quality.levels import Quality
+from runtime.quality.transition import NEAR_REST, LevelTransition, RenderPlan, TransitionSettings
 
 OPEN = np.array([0.7, 0.2, 0.0, 0.0, 0.0, 0.1], np.float32)
 REST = np.zeros(6, np.float32)

@@ -11,11 +11,11 @@ import pytest
 import yaml
 
 from runtime.cli import main
-from runtime.models.audio_model import AudioModel
 from runtime.models.ncnn_model import ModelError
 from runtime.render.bundle import BundleError, load_bundle
 from runtime.render.renderer import NcnnRenderer
-from runtime.service import Service
+from runtime.service.supervisor import Service
+from runtime.speech.audio_model import AudioModel
 from test_faults import _config, run_service  # noqa: F401 - the fixture
 
 
@@ -98,7 +98,7 @@ def test_check_start_and_reload_refuse_a_mismatched_bundle(model_fixtures, bundl
     service = run_service(lambda: configs.pop())
     first = service.appliance
     assert service.reload() is False
-    assert service.appliance is first and "does not fit the bundle" in service.status()["last_error"]
+    assert service.appliance is first and "does not fit the bundle" in service.status().last_error
 
 
 def _restamp(bundle, name: str) -> None:
@@ -134,7 +134,7 @@ def test_bad_bundle_files_are_a_bundle_error_not_a_crash(bundle_copy, break_it, 
 
 
 def test_service_start_with_a_mismatched_bundle_is_exit_78(model_fixtures, bundle_copy, tmp_path):
-    from runtime.pipeline import ApplianceError
+    from runtime.pipeline.appliance import ApplianceError
     _edit_yaml(bundle_copy / "avatar.yaml", lambda doc: doc.update(crop_size=doc["crop_size"] // 2))
     service = Service(lambda: _config(model_fixtures, tmp_path, f"avatar.bundle={bundle_copy}"))
     with pytest.raises(ApplianceError) as caught:

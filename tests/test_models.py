@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import yaml
 
-from runtime.models.audio_model import AudioModel
 from runtime.models.ncnn_model import ModelError, NcnnModel, load_sidecar
+from runtime.speech.audio_model import AudioModel
 from tools.make_fixtures import write_audio_fixture
 
 

@@ -10,9 +10,9 @@ import pytest
 from runtime import SAMPLE_RATE
 from runtime.audio.wav import read_wav, write_wav
 from runtime.cli import main
-from runtime.models.audio_model import MOUTH_PARAMS, AudioModel
-from runtime.mouth import MouthAnalyzer, MouthTrack
-from runtime.mouth_cli import analyze_samples
+from runtime.commands.mouth import analyze_samples
+from runtime.speech.audio_model import MOUTH_PARAMS, AudioModel
+from runtime.speech.mouth_track import MouthAnalyzer, MouthTrack
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "models" / "audio" / "audio.yaml"

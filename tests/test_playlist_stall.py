@@ -24,11 +24,11 @@ from runtime.audio.files import FilesSource
 from runtime.audio.pcm import encode_pcm
 from runtime.audio.source import SILENT, AudioSource
 from runtime.audio.wav import write_wav
-from runtime.config import load_config
-from runtime.control_http import wav_header
-from runtime.pipeline import Appliance
-from runtime.sd_notify import Notifier
-from runtime.service import Service
+from runtime.config.loader import load_config
+from runtime.pipeline.appliance import Appliance
+from runtime.service.control_http import wav_header
+from runtime.service.sd_notify import Notifier
+from runtime.service.supervisor import Service
 from test_sd_notify import listener  # noqa: F401 - the fixture
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -127,11 +127,11 @@ def test_pushed_speech_plays_and_sigterm_ends_with_a_fifo_playlist(model_fixture
     service = Service(lambda: config)
     runner = _in_thread(service.run)
     try:
-        _eventually(lambda: service.status()["fps"] > 0, "first frames")
+        _eventually(lambda: service.status().fps > 0, "first frames")
         pcm = encode_pcm(np.full((16000, 1), 0.5, np.float32), "s16le")
         wav = io.BytesIO(wav_header(16000, "s16le", 1, len(pcm)) + pcm)
-        _in_thread(lambda: service.appliance.say(wav))
-        _eventually(lambda: "pushed speech over files" in (service.status()["source"] or ""),
+        _in_thread(lambda: service.controls().say(wav))
+        _eventually(lambda: "pushed speech over files" in (service.status().source or ""),
                     "pushed speech playing")
     finally:
         service.stop()
@@ -192,7 +192,7 @@ class _ReadsForever(AudioSource):
 
 def test_the_watchdog_stops_while_the_audio_intake_is_stuck(model_fixtures, listener,  # noqa: F811
                                                               monkeypatch):
-    from runtime import service as service_module
+    from runtime.service import supervisor as service_module
     monkeypatch.setattr(service_module, "INTAKE_STALL_S", 0.5)
     address, messages = listener
     stuck = _ReadsForever()
@@ -208,11 +208,11 @@ def test_the_watchdog_stops_while_the_audio_intake_is_stuck(model_fixtures, list
     service = Service(lambda: config, notifier=notifier, make_appliance=Stuck)
     runner = _in_thread(service.run)
     try:
-        _eventually(lambda: "audio intake stuck" in (service.status()["last_error"] or ""),
+        _eventually(lambda: "audio intake stuck" in (service.status().last_error or ""),
                     "the stuck intake noticed")
         pings = messages().count("WATCHDOG=1")
-        frames = service.status()["frames_shown"]
-        _eventually(lambda: service.status()["frames_shown"] > frames + 10, "frames go on")
+        frames = service.status().frames_shown
+        _eventually(lambda: service.status().frames_shown > frames + 10, "frames go on")
         assert messages().count("WATCHDOG=1") == pings  # frames advance, yet no ping
         assert pings >= 1  # it pinged before the intake got stuck
     finally:

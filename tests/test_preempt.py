@@ -14,10 +14,10 @@ from runtime.audio.pcm import encode_pcm
 from runtime.audio.preempt import PreemptingSource
 from runtime.audio.source import SILENT, AudioSource
 from runtime.audio.stream import StreamSource
-from runtime.config import load_config
-from runtime.control_http import wav_header
-from runtime.pipeline import Appliance
-from runtime.service import Service
+from runtime.config.loader import load_config
+from runtime.pipeline.appliance import Appliance
+from runtime.service.control_http import wav_header
+from runtime.service.supervisor import Service
 
 
 class _Counting(AudioSource):
@@ -108,20 +108,20 @@ def test_say_over_a_mic_source_opens_the_mouth(model_fixtures, tmp_path):
     thread.start()
     try:
         deadline = time.monotonic() + 10
-        while "capturing" not in (service.status()["source"] or "") \
+        while "capturing" not in (service.status().source or "") \
                 and time.monotonic() < deadline:
             time.sleep(0.05)
-        from runtime.bench import speech_like
+        from runtime.commands.bench import speech_like
         pcm = encode_pcm(speech_like(2.0)[:, None], "s16le")
         wav = io.BytesIO(wav_header(16000, "s16le", 1, len(pcm)) + pcm)
-        threading.Thread(target=service.appliance.say, args=(wav,), daemon=True).start()
+        threading.Thread(target=service.controls().say, args=(wav,), daemon=True).start()
         time.sleep(0.3)
-        assert service.status()["source"].startswith("pushed speech over mic")
+        assert service.status().source.startswith("pushed speech over mic")
         time.sleep(1.2)
         appliance = service.appliance
         shown = appliance.scheduler.stats.shown
         assert max(float(appliance.track.get(k)[0]) for k in range(shown - 25, shown)) > 0.5
-        assert service.status()["fps"] > 20
+        assert service.status().fps > 20
     finally:
         service.stop()
         thread.join(10)

@@ -16,7 +16,7 @@ import pytest
 
 from runtime import SAMPLE_RATE, SAMPLES_PER_FRAME
 from runtime.display.record import RecordSink, find_ffmpeg
-from runtime.display.sink import DisplayError
+from runtime.display.sink import DisplayError, Picture
 
 FRAME = (160, 288)  # (width, height)
 HAVE_FFMPEG = shutil.which("ffmpeg") is not None and shutil.which("ffprobe") is not None
@@ -70,7 +70,7 @@ def test_two_seconds_with_an_index_gap_and_a_tone(tmp_path):
     skipped = range(20, 25)  # the scheduler dropped these
     for k in range(50):
         if k not in skipped:
-            sink.present(gray(40 + 3 * k), k, None)
+            sink.present(Picture(gray(40 + 3 * k)), k)
         sink.feed_audio(audio[k * SAMPLES_PER_FRAME:(k + 1) * SAMPLES_PER_FRAME])
     message = sink.close()
     assert message == (f"recording saved to {target} (50 frames, 2.0 s: 45 shown; 5 repeat "
@@ -100,7 +100,7 @@ def test_audio_is_padded_or_trimmed_to_the_video(tmp_path, audio_s):
     sink.open(FRAME)
     sink.feed_audio(tone(audio_s))
     for k in range(25):
-        sink.present(gray(100), k)
+        sink.present(Picture(gray(100)), k)
     sink.close()
     streams = probe(target)
     assert abs(float(streams["audio"]["duration"]) - 1.0) <= 0.1
@@ -113,7 +113,7 @@ def test_no_audio_gives_a_video_only_file_and_odd_sizes_work(tmp_path):
     sink = RecordSink(target, queue_frames=16)
     sink.open((161, 287))
     for k in range(10):
-        sink.present(np.zeros((287, 161, 3), np.uint8), k)
+        sink.present(Picture(np.zeros((287, 161, 3), np.uint8)), k)
     assert sink.close().startswith("recording saved")
     streams = probe(target)
     assert "audio" not in streams and int(streams["video"]["nb_read_frames"]) == 10
@@ -132,7 +132,7 @@ def test_a_slow_encoder_drops_frames_but_keeps_the_count(tmp_path, monkeypatch):
     sink = RecordSink(target, queue_frames=2)
     sink.open(FRAME)
     for k in range(40):
-        sink.present(gray(k * 5), k)  # far faster than the writer
+        sink.present(Picture(gray(k * 5)), k)  # far faster than the writer
     assert sink.close().startswith("recording saved")
     assert sink.drop_count > 0
     assert int(probe(target)["video"]["nb_read_frames"]) == 40
@@ -182,11 +182,11 @@ def test_disk_full_stops_recording_once_and_keeps_what_was_written(tmp_path, mon
     sink.open(FRAME)
     with caplog.at_level(logging.ERROR, logger="runtime.display.record"):
         for k in range(20):
-            sink.present(gray(k * 10), k)
+            sink.present(Picture(gray(k * 10)), k)
             sink.feed_audio(tone(0.04))
         wait_for(lambda: sink.failure is not None)
         for k in range(20, 30):
-            sink.present(gray(0), k)  # a no-op now: the appliance keeps running
+            sink.present(Picture(gray(0)), k)  # a no-op now: the appliance keeps running
             sink.feed_audio(tone(0.04))
         message = sink.close()
     assert "disk full" in sink.failure
@@ -202,11 +202,11 @@ def test_ffmpeg_dying_is_reported_in_one_line(tmp_path):
     target = tmp_path / "dead.mp4"
     sink = RecordSink(target, queue_frames=4)
     sink.open(FRAME)
-    sink.present(gray(10), 0)
+    sink.present(Picture(gray(10)), 0)
     sink._proc.kill()
     sink._proc.wait()
     for k in range(1, 200):  # the writer notices the broken pipe
-        sink.present(gray(10), k)
+        sink.present(Picture(gray(10)), k)
         if sink.failure is not None:
             break
         time.sleep(0.005)
@@ -220,7 +220,7 @@ def test_ffmpeg_dying_is_reported_in_one_line(tmp_path):
 def test_close_without_open_and_present_before_open(tmp_path):
     sink = RecordSink(tmp_path / "x.mp4")
     with pytest.raises(DisplayError):
-        sink.present(gray(0), 0)
+        sink.present(Picture(gray(0)), 0)
     assert sink.close() is None
     assert sink.close() is None
 
@@ -229,9 +229,9 @@ def test_close_without_open_and_present_before_open(tmp_path):
 def test_present_after_close_is_a_no_op(tmp_path):
     sink = RecordSink(tmp_path / "x.mp4", queue_frames=8)
     sink.open(FRAME)
-    sink.present(gray(0), 0)
+    sink.present(Picture(gray(0)), 0)
     first = sink.close()
-    sink.present(gray(0), 1)
+    sink.present(Picture(gray(0)), 1)
     sink.feed_audio(tone(0.1))
     assert sink.close() == first and "(1 frame," in first
 
@@ -245,7 +245,7 @@ def test_a_killed_encoder_loses_no_recording_and_sound_stays_in_step(tmp_path):
     sink = RecordSink(target, queue_frames=200)
     sink.open(FRAME)
     for k in range(150):
-        sink.present(gray(20 + k), k)
+        sink.present(Picture(gray(20 + k)), k)
         sink.feed_audio(tone(0.04))
         if k == 75:
             wait_for(lambda: sink.frames_written >= 70)
@@ -275,7 +275,7 @@ def test_when_the_final_file_cannot_be_written_the_parts_and_the_sound_are_kept(
     sink = RecordSink(target, queue_frames=64)
     sink.open(FRAME)
     for k in range(40):
-        sink.present(gray(30 + k), k)
+        sink.present(Picture(gray(30 + k)), k)
         sink.feed_audio(tone(0.04))
     message = sink.close()
     assert message.startswith(f"recording could not be saved as {target} (disk full")

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from runtime.scheduler import FrameScheduler
+from runtime.schedule.scheduler import FrameScheduler
 
 
 class FakeTime:

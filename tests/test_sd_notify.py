@@ -13,11 +13,11 @@ import uuid
 import pytest
 
 from runtime.audio.wav import write_wav
-from runtime.bench import speech_like
-from runtime.config import load_config
-from runtime.pipeline import Appliance
-from runtime.sd_notify import Notifier
-from runtime.service import Service
+from runtime.commands.bench import speech_like
+from runtime.config.loader import load_config
+from runtime.pipeline.appliance import Appliance
+from runtime.service.sd_notify import Notifier
+from runtime.service.supervisor import Service
 
 
 @pytest.fixture

@@ -9,13 +9,13 @@ import time
 
 import pytest
 
-from runtime.config import load_config
-from runtime.governor import Governor
-from runtime.quality import FrameCost, Quality
-from runtime.sensors import (FileTemperature, PiThrottle, PmsetThermal, SensorSampler,
+from runtime.config.loader import load_config
+from runtime.quality.governor import Governor
+from runtime.quality.levels import FrameCost, Quality
+from runtime.quality.sensors import (FileTemperature, PiThrottle, PmsetThermal, SensorSampler,
                              SensorSet, X86Throttle, discover, find_thermal_zone,
                              parse_pmset_therm, parse_temperature)
-from runtime import sensors as sensors_module
+from runtime.quality import sensors as sensors_module
 
 ZONE_TYPES = load_config().governor.sensors.zone_types
 
@@ -243,7 +243,7 @@ def test_cpu_load_leaves_this_process_out():
 
 def test_cpu_load_counts_competitors_not_niced_jobs_nor_us():
     from collections import namedtuple
-    from runtime.sensors import CpuLoad
+    from runtime.quality.sensors import CpuLoad
 
     Times = namedtuple("Times", "user nice system idle iowait steal")
     load = CpuLoad()

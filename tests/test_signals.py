@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from runtime.audio.wav import write_wav
-from runtime.bench import speech_like
+from runtime.commands.bench import speech_like
 
 REPO = Path(__file__).resolve().parent.parent
 

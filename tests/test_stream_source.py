@@ -320,8 +320,8 @@ def test_a_client_that_drips_bytes_gives_way_to_a_waiting_one(make_source, socke
 
 
 def test_the_configured_idle_timeout_applies_to_the_speech_socket(tmp_path):
-    from runtime.config import load_config
-    from runtime.sources import make_source as from_config
+    from runtime.config.loader import load_config
+    from runtime.pipeline.source_from_config import make_source as from_config
     config = load_config(None, ["audio.source=stream", "control.client_idle_timeout_s=2.5",
                                 f"audio.stream.socket={tmp_path / 's.sock'}"])
     assert from_config(config.audio, config.control.client_idle_timeout_s) \
@@ -346,7 +346,7 @@ def test_the_pushed_buffer_is_bounded_in_bytes_and_empty_after_a_flush(make_sour
     source = make_source(max_buffer_s=600, max_buffer_bytes=limit, prebuffer_ms=5000)
     client = _connect(socket_path)
     # An endless 2-channel 96 kHz float stream: 600 s of it would be 460 MB.
-    from runtime.control_http import wav_header
+    from runtime.service.control_http import wav_header
     header = wav_header(96000, "f32le", 2)  # no length: a stream that never ends
     stop = threading.Event()
 

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import yaml
 
-from runtime.paths import cache_dir
 from runtime.render import template_cache
 from runtime.render.bundle import BundleError, load_bundle
+from runtime.system.paths import cache_dir
 from tools.avatar.png import write_png
 from tools.make_fixtures import write_avatar_fixture
 

@@ -20,8 +20,8 @@ pytest.importorskip("tqdm")
 if not ctypes.util.find_library("espeak-ng"):
     pytest.skip("espeak-ng library not installed", allow_module_level=True)
 
-from runtime.models.audio_model import AudioModel  # noqa: E402
 from runtime.models.ncnn_model import NcnnModel, load_sidecar  # noqa: E402
+from runtime.speech.audio_model import AudioModel  # noqa: E402
 from tools.audio_data import build_cache, load_shards, load_utterance, make_example  # noqa: E402
 from tools.audio_net import export_ncnn, ncnn_parity, torch_steps  # noqa: E402
 from tools.synth_corpus import Utterance, load_corpus, synthesize  # noqa: E402

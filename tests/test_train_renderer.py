@@ -13,7 +13,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("pnnx")
 
 from runtime.render.bundle import load_bundle  # noqa: E402
-from runtime.render.renderer import NcnnRenderer, Quality  # noqa: E402
+from runtime.quality.levels import Quality  # noqa: E402
+from runtime.render.renderer import NcnnRenderer  # noqa: E402
 from tools import make_default_avatar, train_renderer  # noqa: E402
 from tools.renderer_data import load_pairs, read_manifest, split_shards  # noqa: E402
 from tools.renderer_export import PARITY_LIMIT  # noqa: E402

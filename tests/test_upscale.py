@@ -7,7 +7,8 @@ import pytest
 
 from runtime.render import upscale as upscale_module
 from runtime.render.bundle import load_bundle
-from runtime.render.renderer import NcnnRenderer, Quality
+from runtime.quality.levels import Quality
+from runtime.render.renderer import NcnnRenderer
 from runtime.render.resize import resize_chw
 
 
@@ -57,7 +58,7 @@ def test_renderer_crops_match_the_numpy_path(model_fixtures):
 
 def test_a_blend_cross_fades_the_two_levels_changes(model_fixtures):
     """A level switch renders `weight` of one level's change and the rest of the other's
-    (runtime/level_transition.py); the ends are the plain renders, PASS changes nothing."""
+    (runtime/quality/transition.py); the ends are the plain renders, PASS changes nothing."""
     bundle = load_bundle(model_fixtures[1])
     renderer = NcnnRenderer(bundle)
     params = np.array([0.9, 0.3, 0.1, 0.0, 0.2, 0.6], np.float32)

@@ -325,7 +325,7 @@ def run_bundles(folder: Path, audio_model: Path, bundle: Path, outcomes: list[Ou
 
 
 def _run_argv(folder: Path, audio_model: Path, bundle: Path, sockets: bool = True) -> list[str]:
-    from runtime.demo import demo_clip
+    from runtime.commands.demo import demo_clip
     clip = demo_clip(bundle) or demo_clip(DEFAULT_BUNDLE)
     argv = [sys.executable, "-m", "runtime", "run", "--audio-model", str(audio_model),
             "--bundle", str(bundle), "--set", "display.sink=null",

@@ -17,7 +17,7 @@ import numpy as np
 
 from runtime import SAMPLE_RATE, SAMPLES_PER_FRAME
 from runtime.audio.wav import read_wav
-from runtime.features import FbankSettings, StreamingFbank
+from runtime.speech.features import FbankSettings, StreamingFbank
 
 from .augment import AugmentSettings, random_chain
 from .synth_corpus import worker_pool

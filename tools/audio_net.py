@@ -18,8 +18,8 @@ import torch
 import yaml
 from torch import nn
 
-from runtime.features import FbankSettings
 from runtime.models.ncnn_model import sha256_file
+from runtime.speech.features import FbankSettings
 
 from .pnnx_export import export_to_ncnn
 

@@ -2,7 +2,7 @@
 
     python -m tools.eval_audio [--audio-model models/audio/audio.yaml] [--corpus /work/cache/corpus]
 
-Everything runs through `runtime.mouth_cli.analyze_samples`: the runtime's resampler, fbank,
+Everything runs through `runtime.commands.mouth.analyze_samples`: the runtime's resampler, fbank,
 ncnn model and MouthAnalyzer, exactly what `edgemate mouth` and the appliance compute.
 - Held-out voices (the corpus' test split: voices and sentences never in training), padded
   with 0.5 s of silence before and 1.0 s after: Pearson r per parameter against the targets,
@@ -27,8 +27,8 @@ import numpy as np
 
 from runtime import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from runtime.audio.wav import read_wav
-from runtime.models.audio_model import MOUTH_PARAMS, AudioModel
-from runtime.mouth_cli import analyze_samples
+from runtime.commands.mouth import analyze_samples
+from runtime.speech.audio_model import MOUTH_PARAMS, AudioModel
 
 from .augment import add_noise, change_speed, pad_silence, telephone
 from .synth_corpus import load_corpus
@@ -197,7 +197,7 @@ def write_report(result: dict, out_dir: Path) -> None:
              f"Model `{result['model']}` (bin sha256 {result['bin_sha256'][:16]}...): {net['layers']}; "
              f"{net['parameters']} parameters, {net['macs_per_step']} multiply-adds per 40 ms frame, "
              f"look-ahead {result['lookahead_ms']:g} ms; trained {result['train_minutes']:.1f} min on "
-             "the CPU. Run through the runtime (ncnn via `runtime.mouth_cli.analyze_samples`: the "
+             "the CPU. Run through the runtime (ncnn via `runtime.commands.mouth.analyze_samples`: the "
              "runtime's resampler, fbank, model and MouthAnalyzer). Written by "
              "`python -m tools.eval_audio`; all numbers also in EVAL.json.", "",
              f"## Held-out voices ({clean['utterances']} utterances, {clean['frames']} frames)", "",

@@ -26,11 +26,11 @@ import numpy as np
 
 from runtime import FPS
 from runtime.audio.wav import read_wav
+from runtime.commands.lipsync_meter import SPEECH_MIN, pearson
+from runtime.commands.mouth import analyze_file, default_audio_model
 from runtime.display.record_ffmpeg import find_ffmpeg
-from runtime.lipsync_meter import SPEECH_MIN, pearson
-from runtime.models.audio_model import AudioModel
-from runtime.mouth_cli import analyze_file, default_audio_model
 from runtime.render.bundle import load_bundle
+from runtime.speech.audio_model import AudioModel
 
 log = logging.getLogger(__name__)
 

@@ -198,7 +198,7 @@ def write_avatar_fixture(out_dir: Path, frame_size: tuple[int, int] = (360, 640)
     }
     # Speech-like bursts, not speech: the fixture demo needs no speech synthesiser.
     from runtime.audio.wav import write_wav
-    from runtime.bench import speech_like
+    from runtime.commands.bench import speech_like
     write_wav(out_dir / "demo.wav", speech_like(12.0), 16000)
     (out_dir / "avatar.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     return out_dir

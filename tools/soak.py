@@ -41,9 +41,9 @@ import psutil
 from runtime import SAMPLE_RATE
 from runtime.audio.pcm import encode_pcm
 from runtime.audio.wav import write_wav
-from runtime.bench import speech_like
-from runtime.control_client import UnixHTTPConnection, exchange
-from runtime.health import private_mb
+from runtime.commands.bench import speech_like
+from runtime.commands.control_client import UnixHTTPConnection, exchange
+from runtime.service.health import private_mb
 from tools.soak_report import plot, summary, verdict
 
 log = logging.getLogger(__name__)
@@ -310,7 +310,7 @@ class Soak:
 
 
 def _private_mb(process: psutil.Process) -> float:
-    """Anonymous resident memory of the appliance, read from outside it (`runtime.health`);
+    """Anonymous resident memory of the appliance, read from outside it (`runtime.service.health`);
     on macOS its private pages, a close stand-in."""
     private = private_mb(f"/proc/{process.pid}/status")
     return private if private is not None else process.memory_full_info().uss / 2**20

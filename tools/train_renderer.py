@@ -26,8 +26,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .renderer_data import PairSet, RendererDataError, batch_rows, load_pairs, read_manifest, split_shards
 from .audio_net import record_in_sidecar
+from .renderer_data import PairSet, RendererDataError, batch_rows, load_pairs, read_manifest, split_shards
 from .renderer_export import PARITY_LIMIT, export_stages, parity, write_bundle
 from .renderer_net import CoarseNet, FineNet, area_down, compose_box
 

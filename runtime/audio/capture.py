@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..quiet import quiet_stderr
+from runtime.system.quiet import quiet_stderr
 from .devices import DeviceNotFoundError, find_device, load_pyaudio
 from .source import AudioSourceError
 

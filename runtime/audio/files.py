@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import SAMPLE_RATE
+from runtime import SAMPLE_RATE
 from .chunk import AudioChunk
 from .io_worker import IoWorker
 from .source import SILENT, AudioSource
@@ -62,7 +62,8 @@ class FilesSource(AudioSource):
         self._lock = threading.Lock()
         self._reading = False
         self._flush_pending = False
-        self._worker = IoWorker("playlist")
+        # Started by open(), retired by close(): a closed source leaves no thread behind.
+        self._worker: IoWorker | None = None
         self._pending = None  # the I/O job read() waits for (a key until it answers)
         self._reported: dict[Path, str] = {}  # path -> last reason logged at warning level
         self._reset()
@@ -84,6 +85,7 @@ class FilesSource(AudioSource):
         self._closed.clear()
         self._flush_pending = False
         self._reset()
+        self._worker = IoWorker("playlist")
         if not self._playlist:
             log.warning("files source: the playlist is empty")
 
@@ -114,6 +116,8 @@ class FilesSource(AudioSource):
     def _io(self, key: tuple, call: Callable[[], object]) -> object:
         """`call()` on the I/O worker; raises _Waiting while it runs, _Stalled once it has run
         longer than stall_s (the worker is then abandoned for a new one)."""
+        if self._worker is None:  # read() before open()
+            self._worker = IoWorker("playlist")
         job = self._pending
         if job is None or job.key != key:
             job = self._pending = self._worker.submit(key, call)
@@ -269,6 +273,9 @@ class FilesSource(AudioSource):
         self._reader = self._queued = None
         self._pending = None
         self._gap_left = 0
+        if self._worker is not None:
+            self._worker.retire()  # after the closes queued behind its last job
+            self._worker = None
 
     def status(self) -> str:
         count = len(self._playlist)

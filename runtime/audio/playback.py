@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import SAMPLE_RATE
-from ..quiet import quiet_stderr
+from runtime import SAMPLE_RATE
+from runtime.system.quiet import quiet_stderr
 from .devices import find_device, load_pyaudio
 from .source import AudioSourceError
 

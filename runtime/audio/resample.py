@@ -15,7 +15,7 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .. import SAMPLE_RATE
+from runtime import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 

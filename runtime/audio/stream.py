@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from ..unix_socket import remove_stale_socket
+from runtime.system.unix_socket import remove_stale_socket
 from .chunk import AudioChunk
 from .pcm import RAW_FORMATS, RawPcmDecoder, check_format
 from .source import SILENT, AudioSource, AudioSourceError
@@ -382,7 +382,7 @@ class StreamSource(AudioSource):
                 self._waiting -= 1
 
     def _serve(self, connection: socket.socket) -> None:
-        from ..control_access import peer_allowed
+        from runtime.system.peer_access import peer_allowed
         # The same rule as the control socket's POST /say: a socket_mode of 0666 opens the
         # file to everyone, not the speaker.
         allowed, who = peer_allowed(connection)

@@ -1,11 +1,13 @@
-"""Display sinks: window (incl. KMSDRM kiosk), record (MP4) and null."""
+"""Where frames go: the window sink (desktop or KMSDRM kiosk), the MP4 record sink (with
+the audio), and the null sink. A sink is handed the template frame and the mouth patch.
+"""
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 from typing import Callable
 
-from runtime.display.sink import DisplayError, DisplaySink
+from .sink import DisplayError, DisplaySink
 
 log = logging.getLogger(__name__)
 
@@ -24,13 +26,13 @@ def make_sink(kind: str, *, fullscreen: bool = False, driver: str = "auto",
     """A closed sink of the given kind (display.sink); open it with open_with_fallback()."""
     # Imports inside: a record-only box needs no pygame, a window-only box no ffmpeg.
     if kind == "window":
-        from runtime.display.window import WindowSink
+        from .window import WindowSink
         return WindowSink(fullscreen=fullscreen, driver=driver, window_size=window_size)
     if kind == "record":
-        from runtime.display.record import RecordSink
+        from .record import RecordSink
         return RecordSink(Path(record_path), ffmpeg=ffmpeg, crf=crf, preset=preset)
     if kind == "null":
-        from runtime.display.null import NullSink
+        from .null import NullSink
         return NullSink()
     raise ValueError(f"display sink {kind!r}: allowed are {', '.join(SINK_KINDS)}")
 

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
-
-from runtime.display.sink import DisplaySink
+from .sink import DisplaySink, Picture
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +22,7 @@ class NullSink(DisplaySink):
         self.frame_count = 0
         log.debug("null sink open, frame size %dx%d", *self.frame_size)
 
-    def present(self, frame: np.ndarray, index: int,
-                dirty: tuple[int, int, int, int] | None = None) -> None:
+    def present(self, picture: Picture, index: int) -> None:
         self.frame_count += 1
 
     def close(self) -> str | None:

@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from runtime import FPS, SAMPLE_RATE
-from runtime.display.record_ffmpeg import (MuxError, Part, check_encoder, find_ffmpeg,  # noqa: F401
+from .record_ffmpeg import (MuxError, Part, check_encoder, find_ffmpeg,  # noqa: F401
                                            keep_parts, mux, tail_of)
-from runtime.display.sink import DisplayError, DisplaySink
+from .sink import DisplayError, DisplaySink, Picture
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ class RecordSink(DisplaySink):
     """
 
     name = "record"
+    wants_audio = True  # the MP4 carries the sound the frames were timed to
 
     def __init__(self, path: Path, ffmpeg: str = "auto", crf: int = 23, preset: str = "veryfast",
                  fps: int = FPS, queue_frames: int = 3) -> None:
@@ -168,22 +169,21 @@ class RecordSink(DisplaySink):
 
     # -- frames -------------------------------------------------------------------------
 
-    def present(self, frame: np.ndarray, index: int,
-                dirty: tuple[int, int, int, int] | None = None) -> None:
+    def present(self, picture: Picture, index: int) -> None:
         if self._proc is None:
             raise DisplayError("record sink is not open")
         if self._closed or self._failure is not None:
             return  # recording stopped; the appliance keeps running
         width, height = self.frame_size
-        if frame.shape != (height, width, 3):
-            raise ValueError(f"frame {frame.shape}: expected ({height}, {width}, 3) uint8")
+        if picture.template.shape != (height, width, 3):
+            raise ValueError(f"frame {picture.template.shape}: expected ({height}, {width}, 3) uint8")
         self._last_index = max(self._last_index, int(index))
         try:
             buf = self._free.get_nowait()
         except queue.Empty:
             self.drop_count += 1  # the writer repeats the previous picture for this index
             return
-        np.copyto(buf, frame)
+        picture.paint_into(buf)  # the template, then the patch: one pass over the frame
         self._work.put((int(index), buf))
 
     def _write_frame(self, buf: np.ndarray) -> None:

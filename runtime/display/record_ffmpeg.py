@@ -17,7 +17,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.display.sink import DisplayError
+from .sink import DisplayError
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,9 @@
 """WindowSink: frames on screen through pygame-ce (a desktop window, or the whole screen).
 
 The frame lives in a streaming SDL texture; SDL's renderer scales it to the window on the
-GPU (letterboxed, linear filtering), so the CPU only ever touches the dirty region: one
-region copy into a persistent Surface and one partial texture upload per frame.
+GPU (letterboxed, linear filtering). Per frame the CPU blits the template frame and the mouth
+patch into a persistent Surface and uploads it; when the template frame is the one already
+shown (a still template), only the old and new patch boxes are redrawn and uploaded.
 The same code drives a desktop (x11, wayland, macOS), a console kiosk (kmsdrm) and the
 headless test driver (dummy).
 """
@@ -13,8 +14,8 @@ import os
 
 import numpy as np
 
-from runtime.display.sink import DisplayError, DisplaySink
-from runtime.quiet import quiet_stderr
+from runtime.system.quiet import quiet_stderr
+from .sink import NO_BOX, DisplayError, DisplaySink, Picture
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +47,20 @@ def fit_window(frame_size: tuple[int, int], desktop: tuple[int, int] | None) -> 
     return w, h
 
 
+def union_box(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """The smallest box holding both (empty boxes, w or h 0, count for nothing)."""
+    boxes = [box for box in (a, b) if box[2] > 0 and box[3] > 0]
+    if not boxes:
+        return NO_BOX
+    x0, y0 = min(box[0] for box in boxes), min(box[1] for box in boxes)
+    x1 = max(box[0] + box[2] for box in boxes)
+    y1 = max(box[1] + box[3] for box in boxes)
+    return x0, y0, x1 - x0, y1 - y0
+
+
 def clip_box(box: tuple[int, int, int, int] | None,
              frame_size: tuple[int, int]) -> tuple[int, int, int, int]:
-    """The dirty box clipped to the frame; None means the whole frame. May be empty (w or h 0)."""
+    """A box clipped to the frame; None means the whole frame. May be empty (w or h 0)."""
     fw, fh = frame_size
     if box is None:
         return 0, 0, fw, fh
@@ -103,6 +115,9 @@ class WindowSink(DisplaySink):
         self._texture = None
         self._surface = None
         self._scratch: np.ndarray | None = None
+        # The template frame on screen and the patch box over it (what the next frame undoes).
+        self._shown_key: object = None
+        self._shown_box = NO_BOX
         self._dst: tuple[int, int, int, int] = (0, 0, 0, 0)
         self._env_before: str | None = None
         self._env_set = False
@@ -171,6 +186,7 @@ class WindowSink(DisplaySink):
         self._surface = pg.Surface(frame_size, pg.SRCALPHA, 32)
         self._surface.fill(_BLACK)
         self._scratch = np.empty(frame_size[0] * frame_size[1] * 3, np.uint8)
+        self._shown_key, self._shown_box = None, NO_BOX
         self.frame_size = frame_size
         self.frame_count = 0
         self._dst = letterbox(frame_size, self._window.size)
@@ -209,32 +225,46 @@ class WindowSink(DisplaySink):
 
     # -- per frame ----------------------------------------------------------------------
 
-    def present(self, frame: np.ndarray, index: int,
-                dirty: tuple[int, int, int, int] | None = None) -> None:
+    def present(self, picture: Picture, index: int) -> None:
         if self._window is None:
             raise DisplayError("window sink is not open")
         fw, fh = self.frame_size
-        if frame.shape != (fh, fw, 3) or frame.dtype != np.uint8:
-            raise ValueError(f"frame {frame.shape} {frame.dtype}: expected ({fh}, {fw}, 3) uint8")
-        box = clip_box(dirty, self.frame_size)
+        template = picture.template
+        if template.shape != (fh, fw, 3) or template.dtype != np.uint8:
+            raise ValueError(f"frame {template.shape} {template.dtype}: expected ({fh}, {fw}, 3) uint8")
+        key = picture.template_key
+        if key is not None and key == self._shown_key:
+            # The same template frame as on screen: only the old and the new patch change.
+            box = clip_box(union_box(self._shown_box, picture.box), self.frame_size)
+        else:
+            box = (0, 0, fw, fh)
+        self._shown_key, self._shown_box = key, picture.box
         x, y, w, h = box
         if w == 0 or h == 0:
             return  # nothing changed: the screen already shows this frame
-        if w == fw and h == fh and frame.flags.c_contiguous:
-            region = frame
-        else:
-            # frombuffer needs contiguous rows; a slice of the preallocated scratch avoids
-            # a new array per frame.
-            region = self._scratch[: w * h * 3].reshape(h, w, 3)
-            np.copyto(region, frame[y:y + h, x:x + w])
         pg = self._pg
         try:
-            self._surface.blit(pg.image.frombuffer(region, (w, h), "RGB"), (x, y))
+            self._blit(template, box)
+            if picture.patch is not None:
+                px, py, pw, ph = picture.box
+                self._surface.blit(pg.image.frombuffer(picture.patch, (pw, ph), "RGB"), (px, py))
             self._upload(box)
             self._render()
         except pg.error as exc:
             raise DisplayError(f"window: SDL error while drawing: {_one_line(exc)}") from None
         self.frame_count += 1
+
+    def _blit(self, template: np.ndarray, box: tuple[int, int, int, int]) -> None:
+        x, y, w, h = box
+        fw, fh = self.frame_size
+        if (w, h) == (fw, fh) and template.flags.c_contiguous:
+            region = template
+        else:
+            # frombuffer needs contiguous rows; a slice of the preallocated scratch avoids
+            # a new array per frame.
+            region = self._scratch[: w * h * 3].reshape(h, w, 3)
+            np.copyto(region, template[y:y + h, x:x + w])
+        self._surface.blit(self._pg.image.frombuffer(region, (w, h), "RGB"), (x, y))
 
     def _upload(self, box: tuple[int, int, int, int]) -> None:
         # A subsurface shares the parent's pixels and pitch: SDL uploads just that box.

@@ -1,1 +1,3 @@
-"""ncnn model wrappers: sidecar + sha256 verification, one small class per model."""
+"""ncnn model files: the sidecar (blob names, shapes, sha256, recipe), its verification, and
+`NcnnModel`, which checks the declared shapes before the first frame. Stages build on it.
+"""

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ..models.ncnn_model import ModelError, load_sidecar, sha256_file
+from runtime.models.ncnn_model import ModelError, load_sidecar, sha256_file
 from .compositor import soft_mask
 from .template_cache import TemplateError, image_frame_names, load_image_frames
 

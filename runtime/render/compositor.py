@@ -1,8 +1,9 @@
-"""Compositor: pastes the rendered mouth crop into the template frame with a soft mask.
+"""Compositor: blends the rendered mouth crop with the template frame under a soft mask.
 
-out = template * (1 - m) + crop * m, over the crop box only, in integer arithmetic
-(weights 0..256) into a frame buffer the compositor owns: no float temporaries and no
-new arrays per frame.
+patch = template * (1 - m) + crop * m, over the mask's active box only, in integer
+arithmetic (weights 0..256) into a patch buffer the compositor owns: no float temporaries,
+no new arrays per frame, and no full-frame copy. The sink pastes the patch over the template
+(runtime/display/sink.py), in the one full-frame pass it makes anyway.
 """
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-Box = tuple[int, int, int, int]  # (x, y, w, h) in frame pixels
+from runtime.display.sink import NO_BOX, Box
+
 #: Weight of "all crop": 256 makes (t*(256-w) + c*w) >> 8 exact at both ends.
 _ONE = 256
-_EMPTY_BOX: Box = (0, 0, 0, 0)
 
 
 def soft_mask(h: int, w: int, feather_px: int, shape: str = "rounded") -> np.ndarray:
@@ -49,14 +50,7 @@ def soft_mask(h: int, w: int, feather_px: int, shape: str = "rounded") -> np.nda
 
 
 class Compositor:
-    """Blends crops of the mask's size into template frames.
-
-    compose() returns (frame, dirty): dirty is the box that changed since the frame it
-    returned before, or None for "everything" (the DisplaySink contract). That is only
-    known when the caller names the template frame with `template_key` (e.g. its index in
-    the template loop): same key as last time -> the old and new paste boxes; a different
-    key or no key -> None.
-    """
+    """Blends crops of the mask's size into template frames: blend() -> (patch, box)."""
 
     def __init__(self, mask: np.ndarray) -> None:
         mask = np.asarray(mask)
@@ -76,49 +70,37 @@ class Compositor:
             if rows.size else None
         self._scratch_a = np.empty((self.crop_h, self.crop_w, 3), np.uint16)
         self._scratch_b = np.empty_like(self._scratch_a)
-        self._out: np.ndarray | None = None
-        self._out_key: object = None   # template in the buffer (None: unknown)
-        self._out_box: Box | None = None  # box blended into the buffer
-        self._shown_key: object = None  # what the last returned frame showed
-        self._shown_box: Box | None = None
+        self._patch = np.empty((self.crop_h, self.crop_w, 3), np.uint8)
 
-    def compose(self, template: np.ndarray, crop: np.ndarray | None, x: int, y: int,
-                template_key: object = None) -> tuple[np.ndarray, Box | None]:
-        """Paste `crop` (h, w, 3) uint8 with its top-left at (x, y) into `template` (H, W, 3).
+    def blend(self, template: np.ndarray, crop: np.ndarray | None, x: int, y: int
+              ) -> tuple[np.ndarray | None, Box]:
+        """`crop` (h, w, 3) uint8 placed with its top-left at (x, y) over `template` (H, W, 3):
+        the blended patch (contiguous, reused by the next call) and the frame box it covers.
 
-        crop None (quality PASS) returns the template itself, uncopied. The returned buffer is
-        reused by the next call: a sink that keeps it must copy it.
-        """
-        if crop is not None and (crop.shape != (self.crop_h, self.crop_w, 3)
-                                 or crop.dtype != np.uint8):
+        crop None (quality PASS), or a box entirely off the frame: (None, NO_BOX)."""
+        if template.ndim != 3 or template.shape[2] != 3 or template.dtype != np.uint8:
+            raise ValueError(f"template {template.shape} {template.dtype}: expected (H, W, 3) uint8")
+        if crop is None:
+            return None, NO_BOX
+        if crop.shape != (self.crop_h, self.crop_w, 3) or crop.dtype != np.uint8:
             raise ValueError(f"crop {crop.shape} {crop.dtype}: expected "
                              f"({self.crop_h}, {self.crop_w}, 3) uint8")
-        box = None if crop is None else self._frame_box(template.shape, x, y)
+        box = self._frame_box(template.shape, x, y)
         if box is None:
-            dirty = self._dirty(template_key, None)
-            self._shown_key, self._shown_box = template_key, None
-            return template, dirty
-        out = self._buffer(template)
-        if template_key is not None and template_key == self._out_key:
-            if self._out_box is not None:  # undo last frame's paste; the rest is this template
-                bx, by, bw, bh = self._out_box
-                out[by:by + bh, bx:bx + bw] = template[by:by + bh, bx:bx + bw]
-        else:
-            np.copyto(out, template)
-        self._blend(out, crop, x, y, box)
-        self._out_key, self._out_box = template_key, box
-        dirty = self._dirty(template_key, box)
-        self._shown_key, self._shown_box = template_key, box
-        return out, dirty
-
-    def _buffer(self, template: np.ndarray) -> np.ndarray:
-        if self._out is None or self._out.shape != template.shape:
-            if template.ndim != 3 or template.shape[2] != 3 or template.dtype != np.uint8:
-                raise ValueError(f"template {template.shape} {template.dtype}: "
-                                 "expected (H, W, 3) uint8")
-            self._out = np.empty_like(template)
-            self._out_key, self._out_box = None, None
-        return self._out
+            return None, NO_BOX
+        bx, by, bw, bh = box
+        cx, cy = bx - x, by - y  # the same box in crop coordinates
+        # A contiguous (bh, bw, 3) view of the patch buffer: sinks blit it as is.
+        patch = self._patch.reshape(-1)[: bh * bw * 3].reshape(bh, bw, 3)
+        a = self._scratch_a[:bh, :bw]
+        b = self._scratch_b[:bh, :bw]
+        np.multiply(template[by:by + bh, bx:bx + bw], self._inverse[cy:cy + bh, cx:cx + bw], out=a)
+        np.multiply(crop[cy:cy + bh, cx:cx + bw], self._weight[cy:cy + bh, cx:cx + bw], out=b)
+        np.add(a, b, out=a)  # at most 255 * 256: fits uint16
+        np.add(a, _ONE // 2, out=a)  # round to nearest
+        np.right_shift(a, 8, out=a)
+        np.copyto(patch, a, casting="unsafe")
+        return patch, box
 
     def _frame_box(self, frame_shape: tuple[int, ...], x: int, y: int) -> Box | None:
         """The mask's active box placed at (x, y), clipped to the frame; None if nothing is left."""
@@ -129,29 +111,4 @@ class Compositor:
         x1, y1 = min(frame_shape[1], x + ax1), min(frame_shape[0], y + ay1)
         if x1 <= x0 or y1 <= y0:
             return None
-        return x0, y0, x1 - x0, y1 - y0
-
-    def _blend(self, out: np.ndarray, crop: np.ndarray, x: int, y: int, box: Box) -> None:
-        bx, by, bw, bh = box
-        cx, cy = bx - x, by - y  # the same box in crop coordinates
-        dst = out[by:by + bh, bx:bx + bw]  # holds the template here
-        a = self._scratch_a[:bh, :bw]
-        b = self._scratch_b[:bh, :bw]
-        np.multiply(dst, self._inverse[cy:cy + bh, cx:cx + bw], out=a)
-        np.multiply(crop[cy:cy + bh, cx:cx + bw], self._weight[cy:cy + bh, cx:cx + bw], out=b)
-        np.add(a, b, out=a)  # at most 255 * 256: fits uint16
-        np.add(a, _ONE // 2, out=a)  # round to nearest
-        np.right_shift(a, 8, out=a)
-        np.copyto(dst, a, casting="unsafe")
-
-    def _dirty(self, key: object, box: Box | None) -> Box | None:
-        if key is None or key != self._shown_key:
-            return None
-        boxes = [b for b in (self._shown_box, box) if b is not None]
-        if not boxes:
-            return _EMPTY_BOX
-        x0 = min(b[0] for b in boxes)
-        y0 = min(b[1] for b in boxes)
-        x1 = max(b[0] + b[2] for b in boxes)
-        y1 = max(b[1] + b[3] for b in boxes)
         return x0, y0, x1 - x0, y1 - y0

@@ -11,9 +11,9 @@ from typing import Protocol
 
 import numpy as np
 
-from ..models.ncnn_model import NcnnModel, load_sidecar, squeezed_shape
-from ..quality import Quality  # noqa: F401 - re-exported: the renderer seam names it
-from ..stage_timer import StageTimer
+from runtime.models.ncnn_model import NcnnModel, load_sidecar, squeezed_shape
+from runtime.quality.levels import Quality
+from runtime.schedule.stage_timer import StageTimer
 from .bundle import AvatarBundle, BundleError
 from .resize import shrink_chw
 from .upscale import Upscaler

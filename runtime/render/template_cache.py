@@ -2,7 +2,7 @@
 
 A template of 200 frames of 720x1280 is ~33 MB of PNG but ~550 MB decoded: too much RAM on a
 Raspberry Pi 4, and slow to decode at every start. So the first load decodes the frames one
-by one into `<cache_dir>/templates/<key>.npy` (runtime.paths.cache_dir), and every load maps
+by one into `<cache_dir>/templates/<key>.npy` (runtime.system.paths.cache_dir), and every load maps
 that file read-only: the frames live in the page cache, shared and reclaimable, and the
 process's own (anonymous) memory stays small.
 
@@ -33,8 +33,8 @@ from typing import Iterator, Mapping
 
 import numpy as np
 
-from ..models.ncnn_model import ModelError, sha256_file
-from ..paths import cache_dir
+from runtime.models.ncnn_model import ModelError, sha256_file
+from runtime.system.paths import cache_dir
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from runtime.display.sink import Picture
 from runtime.render.bundle import AvatarBundle
 from runtime.render.compositor import Compositor
-from runtime.render.renderer import NcnnRenderer, Quality
+from runtime.quality.levels import Quality
+from runtime.render.renderer import NcnnRenderer
 
 from .metrics import PSNR_CAP_DB, mse, psnr, psnr_from_mse, ssim, summarize
 from .sets import ParamSet
@@ -56,6 +58,7 @@ class Evaluator:
         self.threads = threads
         self.renderer = NcnnRenderer(bundle, threads=threads)
         self.compositor = Compositor(bundle.mask)
+        self._frame: np.ndarray | None = None  # composite()'s output, reused
         width, height = bundle.frame_size
         self.frame_pixels = width * height
         #: Set when check_full_frames finds the truth changing outside the box: then every
@@ -79,8 +82,13 @@ class Evaluator:
 
     def composite(self, crop: np.ndarray | None, k: int) -> np.ndarray:
         x, y = self._box_xy(k)
-        frame, _ = self.compositor.compose(self.bundle.frames[k], crop, x, y)
-        return frame  # the compositor's buffer: valid until the next compose
+        template = self.bundle.frames[k]
+        patch, box = self.compositor.blend(template, crop, x, y)
+        if self._frame is None or self._frame.shape != template.shape:
+            self._frame = np.empty_like(template)
+        # What a sink shows: the template, then the patch (runtime/display/sink.py).
+        Picture(template, patch, box).paint_into(self._frame)
+        return self._frame  # reused: valid until the next composite
 
     # -- checks ---------------------------------------------------------------------------
     def check_full_frames(self, rows: ParamSet, count: int) -> dict:

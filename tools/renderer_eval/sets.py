@@ -6,7 +6,7 @@ count])); the random set here draws from default_rng([HELD_OUT_BASE + seed, ...]
 speech set is English test sentences (every fifth line of tools/data/sentences_en.txt, never
 said in training) spoken by test voices (tools/synth_corpus.py TEST_VARIANTS and festival's
 test voice, never heard in training), turned into parameters by the shipped audio model
-through the runtime (runtime.mouth_cli.analyze_samples: what `edgemate mouth` computes).
+through the runtime (runtime.commands.mouth.analyze_samples: what `edgemate mouth` computes).
 """
 from __future__ import annotations
 
@@ -112,8 +112,8 @@ def speech_set(audio_model: Path, sentences: int, seed: int, frame_count: int) -
     Raises RuntimeError/OSError when no speech can be made here (no espeak-ng, no model):
     the caller reports the set as skipped with that reason.
     """
-    from runtime.models.audio_model import AudioModel
-    from runtime.mouth_cli import analyze_samples
+    from runtime.commands.mouth import analyze_samples
+    from runtime.speech.audio_model import AudioModel
 
     model = AudioModel(audio_model)
     rng = np.random.default_rng([HELD_OUT_BASE + seed, 3])

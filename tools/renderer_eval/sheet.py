@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.quality import Quality
+from runtime.quality.levels import Quality
 
 from ..avatar.mouth import PARAM_NAMES
 from ..avatar.png import write_png

@@ -13,8 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from runtime.render.bundle import AvatarBundle
 from runtime.models.ncnn_model import load_sidecar
+from runtime.render.bundle import AvatarBundle
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,68 @@
+"""The streaming audio model: fbank frames in, six mouth parameters per 40 ms out."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from runtime.models.ncnn_model import ModelError, NcnnModel, load_sidecar
+from .features import FbankSettings
+
+log = logging.getLogger(__name__)
+
+#: Mouth parameter names, in order (DESIGN.md contract).
+MOUTH_PARAMS = ("open", "wide", "round", "press", "bite", "teeth")
+
+
+class AudioModel:
+    """Carries the LSTM state across calls; `reset()` for barge-in.
+
+    Sidecar contract (kind: audio_model): inputs `features` (frames_per_step, num_bins),
+    `h` and `c` (the state); outputs `params` (6,), `h`, `c`. `audio.frames_per_step` fbank
+    frames make one 40 ms step; the output of step n belongs to video frame
+    n - `audio.lookahead_steps` (the model has seen that much audio past the frame).
+    """
+
+    def __init__(self, sidecar_path: Path, threads: int = 1, vulkan: bool = False):
+        self.sidecar = load_sidecar(sidecar_path, kind="audio_model")
+        audio = self.sidecar.extra.get("audio")
+        where = f"{self.sidecar.path}: audio"
+        if not isinstance(audio, dict):
+            raise ModelError(f"{where}: missing (fbank options, frames_per_step, lookahead_steps)")
+        try:
+            self.fbank = FbankSettings.from_mapping(audio.get("fbank") or {})
+            self.frames_per_step = int(audio["frames_per_step"])
+            self.lookahead_steps = int(audio["lookahead_steps"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise ModelError(f"{where}: bad or missing value ({err})") from None
+        for role in ("features", "h", "c"):
+            if role not in self.sidecar.inputs:
+                raise ModelError(f"{self.sidecar.path}: inputs: missing role '{role}'")
+        for role in ("params", "h", "c"):
+            if role not in self.sidecar.outputs:
+                raise ModelError(f"{self.sidecar.path}: outputs: missing role '{role}'")
+        expected = (self.frames_per_step, self.fbank.num_bins)
+        if self.sidecar.inputs["features"].shape != expected:
+            raise ModelError(f"{self.sidecar.path}: inputs.features.shape: must be "
+                             f"{list(expected)} (frames_per_step, fbank num_bins)")
+        self._net = NcnnModel(self.sidecar, threads=threads, vulkan=vulkan)
+        self._state_shapes = (self.sidecar.inputs["h"].shape, self.sidecar.inputs["c"].shape)
+        self.reset()
+
+    @property
+    def step_ms(self) -> float:
+        return self.frames_per_step * self.fbank.frame_shift_ms
+
+    def reset(self) -> None:
+        """Forget everything heard (barge-in, a new utterance after a flush)."""
+        self._h = np.zeros(self._state_shapes[0], np.float32)
+        self._c = np.zeros(self._state_shapes[1], np.float32)
+
+    def step(self, features: np.ndarray) -> np.ndarray:
+        """One 40 ms step: (frames_per_step, num_bins) -> six params clipped to [0, 1]."""
+        out = self._net.run({"features": features, "h": self._h, "c": self._c},
+                            ("params", "h", "c"))
+        self._h = out["h"].reshape(self._state_shapes[0])
+        self._c = out["c"].reshape(self._state_shapes[1])
+        return np.clip(out["params"].reshape(-1)[: len(MOUTH_PARAMS)], 0.0, 1.0)
