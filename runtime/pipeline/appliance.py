@@ -1,22 +1,21 @@
-"""The appliance: wires source, ingest, audio model, scheduler, renderer, compositor, sink.
+"""The appliance: wires one config into the pipeline's stages, and runs their lifecycle.
 
     audio source -> ingest (16 kHz timeline, speaker, fbank, audio model) -> mouth track
-    clock -> scheduler -> track.get(k) -> renderer(level) -> compositor -> display sink
+    clock -> scheduler -> frame loop (frame_loop.py) -> frame body (frame_body.py) -> sink
 
 Hardware comes from factory methods (`_make_source`, `_make_sink`, `_make_speaker`) that
-tests override with fakes. Pushed speech (`say`, the control socket's POST /say) goes through
-the same StreamSource as the `stream` source; over a files or mic source it pre-empts them
-while it plays (runtime/audio/preempt.py). The service layer (runtime/service/supervisor.py) watches the
-loop through `tick` (once per shown frame) and `status()`; both stay cheap.
+tests override with fakes. Pushed speech (`SpeechControl.say`, the control socket's POST
+/say) goes through the same StreamSource as the `stream` source; over a files or mic source
+it pre-empts them while it plays (runtime/audio/preempt.py). The service layer
+(runtime/service/supervisor.py) watches the loop through `tick` (once per shown frame) and
+`status()`, both cheap, and acts on it only through `controls`.
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from runtime import SAMPLE_RATE, SAMPLES_PER_FRAME
@@ -25,9 +24,8 @@ from runtime.audio.stream import StreamSource
 from runtime.audio.timeline import Timeline
 from runtime.config.schema import Config
 from runtime.display.sink import DisplayError, DisplaySink
-from runtime.quality.levels import BUDGET_S, DropLedger, FixedQuality, FrameCost, Quality, QualityPolicy
+from runtime.quality.levels import BUDGET_S, DropLedger, FixedQuality, Quality, QualityPolicy
 from runtime.quality.sensors import SensorSampler, discover
-from runtime.quality.transition import LevelTransition, RenderPlan
 from runtime.render.bundle import AvatarBundle, load_bundle
 from runtime.render.compositor import Compositor
 from runtime.render.renderer import NcnnRenderer, Renderer
@@ -37,8 +35,14 @@ from runtime.schedule.stage_timer import StageTimer
 from runtime.speech.audio_model import AudioModel
 from runtime.speech.ingest import Ingest, IngestSettings
 from runtime.speech.mouth_track import MouthAnalyzer, MouthTrack
+from .frame_body import FrameBody
+from .frame_loop import FrameLoop, LoopError, LoopLimits, OnFrame, RunReport, SinkSlot
+from .live_stats import ApplianceStatus, LiveStats
 
 log = logging.getLogger(__name__)
+
+__all__ = ["Appliance", "ApplianceError", "ApplianceStatus", "RunReport", "SpeechControl",
+           "run_to_end"]
 
 
 class ApplianceError(Exception):
@@ -49,66 +53,49 @@ class ApplianceError(Exception):
         self.exit_code = exit_code
 
 
-@dataclass
-class RunReport:
-    frames_shown: int = 0
-    frames_dropped: int = 0
-    #: Of the dropped frames, those another process caused by holding the core.
-    frames_preempted: int = 0
-    max_av_offset_ms: float = 0.0
-    start_to_first_frame_s: float | None = None
-    wall_s: float = 0.0
-    sink_note: str | None = None
-    levels: dict[str, int] = field(default_factory=dict)
-
-
-#: Frames over which the live frame rate is measured (2 s at 25 fps).
-_FPS_WINDOW = 50
-#: Seconds of per-second picture-to-sound offset maxima kept for status().
-_OFFSET_WINDOW_S = 60
-
-
 class Appliance:
     def __init__(self, config: Config, *, started_at: float | None = None,
-                 tick: Callable[[], None] | None = None,
-                 on_frame: Callable[[int, int, object, RenderPlan, object], None] | None = None):
+                 tick: Callable[[], None] | None = None, on_frame: OnFrame | None = None,
+                 first_frame: Callable[[], None] | None = None):
+        """tick: after every shown frame (watchdog, status), keep it cheap; on_frame: every
+        shown frame's work (the bench's lip-sync meter); first_frame: once, when the first
+        frame is shown (the service sends READY=1)."""
         self.config = config
         self.started_at = time.monotonic() if started_at is None else started_at
-        # Called from the frame loop after every shown frame (watchdog, status): keep it cheap.
-        self._tick = tick
-        # (frame, template index, params, plan, crop) of every shown frame, for the bench's
-        # lip-sync measurement; None on a kiosk.
-        self._on_frame = on_frame
+        self._tick, self._on_frame, self._first_frame = tick, on_frame, first_frame
         # Own-cost drops follow a frame that used more than the step-up headroom itself.
         self.drops = DropLedger(config.governor.step_up_cost * BUDGET_S)
-        self.transition: LevelTransition | None = None
         self.timer = StageTimer()
         self.track = MouthTrack()
         self.timeline = Timeline()
+        self.stats = LiveStats()
         self._stop = threading.Event()
         self.report = RunReport()
         self.bundle: AvatarBundle | None = None
         self.renderer: Renderer | None = None
+        self.compositor: Compositor | None = None
+        self.analyzer: MouthAnalyzer | None = None
         self.quality: QualityPolicy | None = None
         self.sensors: SensorSampler | None = None
         self.source: AudioSource | None = None
-        self.sink: DisplaySink | None = None
-        self.scheduler_stats = None
+        self.slot: SinkSlot | None = None
         self.ingest: Ingest | None = None
         self.speaker = None
         self.clock = None
         self.pushed: StreamSource | None = None
         self.scheduler: FrameScheduler | None = None
-        self._shown_at: deque[float] = deque(maxlen=_FPS_WINDOW)
-        # (whole second, max |offset| s in it): the recent picture-to-sound offset.
-        self._offsets: deque[list] = deque(maxlen=_OFFSET_WINDOW_S)
-        self._barge_at: float | None = None  # when a barge-in waits for its first cut frame
-        self._barge_cut = 0  # the first frame index after the cut
-        self._mouth_closed = threading.Event()  # set when that frame is shown
-        self.barge_in_latency_ms: float | None = None
-        self.barge_ins = 0
-        self.last_offset_s = 0.0  # picture-to-sound offset of the last shown frame
+        self.loop: FrameLoop | None = None
         self.last_error: str | None = None
+
+    @property
+    def controls(self) -> SpeechControl:
+        """What the control socket may do (a new small facade each time: an attribute would
+        make a reference cycle, and a reload frees the old pipeline by reference count)."""
+        return SpeechControl(self)
+
+    @property
+    def sink(self) -> DisplaySink | None:
+        return self.slot.sink if self.slot is not None else None
 
     # -- factories (tests override) -----------------------------------------------------
     def _make_source(self) -> AudioSource:
@@ -197,9 +184,11 @@ class Appliance:
                              IngestSettings(lead_s=lead, silence_lead_s=self.analyzer.latency_s + 0.06),
                              speaker=self.speaker)
         try:
-            self.sink, self.report.sink_note = self._make_sink()
+            sink, note = self._make_sink()
         except DisplayError as err:
             raise ApplianceError(f"display: {err}") from None
+        self.slot = SinkSlot(sink, self.bundle.frame_size, note)
+        self.report.sink_note = note  # why a fallback sink is in use
         log.info("clock: %s; source: %s; sink: %s; quality: %s", self.clock.name,
                  cfg.audio.source, self.sink.name, self.quality.level().label)
 
@@ -210,31 +199,13 @@ class Appliance:
         """Stop speaking now: flush source, timeline, speaker, features, model, track.
 
         `requested_at` (monotonic) starts the latency measurement: it ends when the first
-        frame after the cut is shown (`barge_in_latency_ms`): a closed mouth, or whatever
+        frame after the cut is shown (stats.wait_mouth_closed): a closed mouth, or whatever
         comes next (a playlist's next item after its gap)."""
         if self.ingest is not None:
             heard = int(self.clock.now_s() * SAMPLE_RATE)
             self.ingest.barge_in(heard)
-            self.barge_ins += 1
-            self._mouth_closed.clear()
             # Frames from here on show the flushed state (closed mouth, or what comes next).
-            self._barge_cut = heard // SAMPLES_PER_FRAME + 1
-            self._barge_at = time.monotonic() if requested_at is None else requested_at
-
-    def wait_mouth_closed(self, timeout_s: float) -> float | None:
-        """After barge_in(): ms from the request to the closed mouth on screen, or None if
-        no such frame was shown within timeout_s."""
-        if self._mouth_closed.wait(timeout_s):
-            return self.barge_in_latency_ms
-        return None
-
-    def say(self, stream: BinaryIO, label: str | None = None,
-            abort: Callable[[], None] | None = None) -> int:
-        """Queue one utterance (WAV or raw PCM in the stream format) as pushed speech; blocks
-        until the stream ends. Returns the utterance id."""
-        if self.pushed is None:
-            raise ApplianceError("the appliance is not running")
-        return self.pushed.feed(stream, label, abort)
+            self.stats.barge_in(heard // SAMPLES_PER_FRAME + 1, requested_at)
 
     def close(self) -> None:
         if self.sensors is not None:
@@ -247,159 +218,108 @@ class Appliance:
                     part.close()
                 except Exception:  # closing must never hide the reason we stopped
                     log.exception("closing %s failed", type(part).__name__)
-        if self.sink is not None:
-            note = self.sink.close()
-            if note:
-                self.report.sink_note = note
-            self.sink = None
+        if self.slot is not None:
+            self.slot.close()
+            self.report.sink_note = self.slot.note
+            self.slot = None
 
-    # -- the frame loop -------------------------------------------------------------------
+    # -- running ------------------------------------------------------------------------
     def run(self) -> RunReport:
-        """Blocks until stopped, the duration passes, or a non-looping playlist ends."""
-        cfg, bundle = self.config, self.bundle
-        scheduler = self.scheduler = FrameScheduler(self.clock.now_s)
-        duration = cfg.run.duration_s
-        fed_audio = 0
-        feed_audio = getattr(self.sink, "feed_audio", None)
-        transition = self.transition = LevelTransition(self.quality.level())
-        self.drops.restart()
-        self.ingest.start()
-        run_start = time.monotonic()
+        """The frame loop (frame_loop.py) until stopped, the duration passes, or a
+        non-looping playlist ends."""
+        cfg = self.config
+        self.scheduler = FrameScheduler(self.clock.now_s)
+        body = FrameBody(self.bundle, self.renderer, self.compositor, self.timer)
+        limits = LoopLimits(duration_s=cfg.run.duration_s,
+                            exit_at_playlist_end=cfg.audio.files.on_end == "exit")
+        self.loop = FrameLoop(body=body, scheduler=self.scheduler, ingest=self.ingest,
+                              track=self.track, quality=self.quality, drops=self.drops,
+                              timeline=self.timeline, stats=self.stats, slot=self.slot,
+                              report=self.report, limits=limits, stop=self._stop,
+                              started_at=self.started_at, on_frame=self._on_frame,
+                              tick=self._tick, first_frame=self._first_frame)
         try:
-            while not self._stop.is_set():
-                if self.ingest.error:
-                    raise ApplianceError(self.ingest.error)
-                frame = scheduler.next_frame()
-                audio_pos = frame * SAMPLES_PER_FRAME
-                if duration is not None and audio_pos >= duration * SAMPLE_RATE:
-                    break
-                ended = self.ingest.ended_at
-                if ended is not None and cfg.audio.files.on_end == "exit" and audio_pos >= ended:
-                    break
-                started, cpu_started = time.perf_counter(), time.thread_time()
-                params = self.track.get(frame)
-                plan = transition.plan(self.quality.level(), params)
-                index = frame % bundle.frame_count
-                crop = self.renderer.render(params, index, plan.level, plan.blend_from, plan.weight)
-                with self.timer.measure("composite"):
-                    x, y = bundle.crop_boxes[index]
-                    image, dirty = self.compositor.compose(bundle.frames[index], crop, int(x), int(y), template_key=index)
-                rendered = time.perf_counter()
-                offset = scheduler.present_at(frame)
-                slot_started = time.perf_counter()
-                with self.timer.measure("present"):
-                    if feed_audio is not None:
-                        upto = (frame + 1) * SAMPLES_PER_FRAME
-                        feed_audio(self.timeline.read(fed_audio, upto))
-                        fed_audio = upto
-                    self._present(image, frame, dirty)
-                scheduler.shown(frame, offset)
-                # The frame's busy time: the wait for its slot in present_at is not cost; the
-                # wait sleeps, so the thread's CPU time over the whole frame is its own cost.
-                busy = (rendered - started) + (time.perf_counter() - slot_started)
-                cpu = time.thread_time() - cpu_started
-                own, preempted = self.drops.split(scheduler.stats.dropped)
-                self.drops.shown(cpu)
-                self._after_frame(frame, offset)
-                self.quality.observe(FrameCost(busy, cpu, own, preempted, plan.level, plan.blended))
-                if self._on_frame is not None:
-                    self._on_frame(frame, index, params, plan, crop)
-                label = plan.level.label
-                self.report.levels[label] = self.report.levels.get(label, 0) + 1
-                if self.report.start_to_first_frame_s is None:
-                    self.report.start_to_first_frame_s = time.monotonic() - self.started_at
-                    self.on_first_frame()
-                if self._tick is not None:
-                    self._tick()
-                if self.sink.poll_quit():
-                    log.info("quit requested from the display")
-                    break
+            return self.loop.run()
+        except LoopError as err:
+            self.last_error = str(err)
+            raise ApplianceError(str(err)) from None
         except Exception as err:
             self.last_error = str(err)
             raise
-        finally:
-            stats = scheduler.stats
-            self.report.frames_shown = stats.shown
-            self.report.frames_dropped = stats.dropped
-            self.report.frames_preempted = self.drops.preempted
-            self.report.max_av_offset_ms = round(stats.max_av_offset_s * 1000, 2)
-            self.report.wall_s = time.monotonic() - run_start
-            self.scheduler_stats = stats
-        return self.report
 
-    def _present(self, image, frame: int, dirty) -> None:
-        try:
-            self.sink.present(image, frame, dirty)
-        except DisplayError as err:
-            from runtime.display.null import NullSink
-            # A display that dies mid-run must not stop the speech: go on showing nothing
-            # (and say so); a restart of the service brings the display back.
-            self.last_error = f"display lost: {err}"
-            log.error("display lost (%s): going on without a picture", err)
-            note = self.sink.close()
-            self.report.sink_note = note or self.report.sink_note
-            self.sink = NullSink()
-            self.sink.open(self.bundle.frame_size)
-
-    def _after_frame(self, frame: int, offset_s: float) -> None:
-        now = time.monotonic()
-        self.last_offset_s = offset_s
-        self._shown_at.append(now)
-        second = int(now)
-        if self._offsets and self._offsets[-1][0] == second:
-            self._offsets[-1][1] = max(self._offsets[-1][1], abs(offset_s))
-        else:
-            self._offsets.append([second, abs(offset_s)])
-        if self._barge_at is not None and frame >= self._barge_cut:
-            self.barge_in_latency_ms = round((now - self._barge_at) * 1000, 1)
-            self._barge_at = None
-            self._mouth_closed.set()
-            log.info("barge-in: mouth closed %.0f ms after the request", self.barge_in_latency_ms)
-
-    def on_first_frame(self) -> None:
-        """Hook: the service layer sends READY=1 here."""
-
-    def fps(self) -> float:
-        shown = list(self._shown_at)
-        if len(shown) < 2 or time.monotonic() - shown[-1] > 1.0:
-            return 0.0  # nothing shown for a second: the loop is not running
-        return (len(shown) - 1) / (shown[-1] - shown[0])
-
-    def status(self) -> dict:
-        """A snapshot for the control socket and STATUS=; safe from any thread."""
+    def status(self) -> ApplianceStatus:
+        """A snapshot for the service's status, STATUS= and /metrics; safe from any thread."""
         stats = self.scheduler.stats if self.scheduler is not None else None
-        recent = [value for second, value in list(self._offsets)
-                  if second >= time.monotonic() - _OFFSET_WINDOW_S]
-        ingest_error = self.ingest.error if self.ingest is not None else None
-        # A record sink that stopped (disk full) keeps the appliance going: say why here.
-        sink_failure = getattr(self.sink, "failure", None)
-        # ...and one that went on after its encoder died (a new part): also worth a look.
-        sink_incident = getattr(self.sink, "incident", None)
+        slot = self.slot
+        sink = slot.sink if slot is not None else None
         reading = self.sensors.latest() if self.sensors is not None else None
-        snapshot = getattr(self.quality, "snapshot", None)
-        return {"source": self.source.status() if self.source is not None else None,
-                "pushed": self.pushed.status() if self.pushed is not None else None,
-                "level": self.quality.level().label if self.quality is not None else None,
-                "clock": getattr(self.clock, "name", None),
-                "sink": getattr(self.sink, "name", None),
-                "sink_note": self.report.sink_note,  # why a fallback sink is in use
-                "fps": round(self.fps(), 2),
-                "frames_shown": stats.shown if stats else 0,
-                "dropped": stats.dropped if stats else 0,
-                "preempted": self.drops.preempted,
-                "dropped_own_cost": self.drops.own,
-                "late_presents": stats.late_presents if stats else 0,
-                "max_av_offset_ms": round(stats.max_av_offset_s * 1000, 2) if stats else 0.0,
-                "recent_max_av_offset_ms": round(max(recent, default=0.0) * 1000, 2),
-                "barge_ins": self.barge_ins,
-                "barge_in_latency_ms": self.barge_in_latency_ms,
-                "temperature_c": reading.temperature_c if reading else None,
-                "throttled": list(reading.throttled) if reading else [],
-                "cpu_other_percent": reading.cpu_other_percent if reading else None,
-                "governor": snapshot() if snapshot is not None else None,
-                "last_error": ingest_error or self.last_error
-                or (f"recording stopped: {sink_failure}" if sink_failure else None)
-                or (f"recording: {sink_incident}" if sink_incident else None)}
+        snapshot = getattr(self.quality, "snapshot", None)  # only the governor has one
+        return ApplianceStatus(
+            source=self.source.status() if self.source is not None else None,
+            pushed=self.pushed.status() if self.pushed is not None else None,
+            level=self.quality.level().label if self.quality is not None else None,
+            clock=self.clock.name if self.clock is not None else None,
+            sink=sink.name if sink is not None else None,
+            sink_note=slot.note if slot is not None else self.report.sink_note,
+            fps=round(self.stats.fps(), 2),
+            frames_shown=stats.shown if stats else 0,
+            drops=stats.dropped if stats else 0,
+            preempted=self.drops.preempted,
+            drops_own_cost=self.drops.own,
+            late_presents=stats.late_presents if stats else 0,
+            mouth_missing=self.track.missing,
+            max_av_offset_ms=round(stats.max_av_offset_s * 1000, 2) if stats else 0.0,
+            recent_max_av_offset_ms=self.stats.recent_max_offset_ms(),
+            barge_ins=self.stats.barge_ins,
+            barge_in_latency_ms=self.stats.barge_in_latency_ms,
+            temperature_c=reading.temperature_c if reading else None,
+            throttled=tuple(reading.throttled) if reading else (),
+            cpu_other_percent=reading.cpu_other_percent if reading else None,
+            governor=snapshot() if snapshot is not None else None,
+            last_error=self._problem(slot))
+
+    def _problem(self, slot: SinkSlot | None) -> str | None:
+        if self.ingest is not None and self.ingest.error:
+            return self.ingest.error
+        if self.last_error:
+            return self.last_error
+        if slot is not None:
+            if slot.lost:
+                return slot.lost
+            # A record sink that stopped (disk full) keeps the appliance going: say why...
+            if slot.sink.failure:
+                return f"recording stopped: {slot.sink.failure}"
+            # ...and one that went on after its encoder died (a new part): also worth a look.
+            if slot.sink.incident:
+                return f"recording: {slot.sink.incident}"
+        return None
+
+
+class SpeechControl:
+    """What the control socket may do to a running appliance: queue speech, stop speaking."""
+
+    def __init__(self, appliance: Appliance) -> None:
+        self._appliance = appliance
+
+    @property
+    def ready(self) -> bool:
+        """Open and running: speech can be queued and stopped."""
+        appliance = self._appliance
+        return appliance.ingest is not None and appliance.pushed is not None
+
+    def say(self, stream: BinaryIO, label: str | None = None,
+            abort: Callable[[], None] | None = None) -> int:
+        """Queue one utterance (WAV or raw PCM in the stream format) as pushed speech; blocks
+        until the stream ends. Returns the utterance id (0: the appliance stopped first)."""
+        pushed = self._appliance.pushed
+        if pushed is None:
+            raise ApplianceError("the appliance is not running")
+        return pushed.feed(stream, label, abort)
+
+    def stop_speaking(self, requested_at: float, wait_s: float) -> float | None:
+        """Barge in; ms from `requested_at` to the cut on screen, None if not within wait_s."""
+        self._appliance.barge_in(requested_at=requested_at)
+        return self._appliance.stats.wait_mouth_closed(wait_s)
 
 
 def run_to_end(appliance: Appliance) -> RunReport:
