@@ -106,8 +106,16 @@ def mutated_defaults(draw):
 @FAST
 @given(mutated_defaults())
 def test_mutated_user_file(tree):
-    result = load_text(yaml.safe_dump(tree))
-    assert isinstance(result, (Config, ConfigError))
+    # Only the user file is broken, so it is what a good config came from, and what every
+    # problem names (file and line first, so the integrator can go straight to it).
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "user.yaml"
+        path.write_text(yaml.safe_dump(tree))
+        result = outcome(path)
+        if isinstance(result, Config):
+            assert path in result.sources
+        else:
+            assert all(message.startswith(str(path)) for message in result.messages), result.messages
 
 
 @FAST

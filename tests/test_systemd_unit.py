@@ -65,7 +65,8 @@ def test_the_unit_has_what_the_runtime_relies_on():
     # to the display and sound groups that do exist instead.
     assert "SupplementaryGroups=" not in "\n".join(
         line for line in text.splitlines() if not line.startswith("#"))
-    # Both would break the appliance (see ../shared/NOTES.md): devices hidden, cffi broken.
+    # Both break the appliance: PrivateDevices hides /dev/snd and /dev/dri (no sound, no
+    # KMSDRM), MemoryDenyWriteExecute breaks libffi's trampolines (cffi, PortAudio callbacks).
     settings = [line for line in text.splitlines() if not line.startswith("#")]
     assert "PrivateDevices=yes" not in settings and "MemoryDenyWriteExecute=yes" not in settings
 

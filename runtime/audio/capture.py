@@ -21,10 +21,15 @@ from .devices import DeviceNotFoundError, find_device, load_pyaudio
 from .source import AudioSourceError
 
 
+#: Capture rates a mic may be asked for (audio.mic.rate): those every USB and HAT codec
+#: offers; the stream is resampled to 16 kHz anyway.
+CAPTURE_RATES = (16000, 22050, 44100, 48000)
+
+
 @dataclass(frozen=True)
 class CaptureSettings:
     device: str  # name substring; "" = default input
-    rate: int | None  # Hz; None = the device's native rate
+    rate: int | None  # Hz, one of CAPTURE_RATES; None = the device's native rate
     channels: int
     chunk_ms: int
 

@@ -19,6 +19,10 @@ from .wav import WavError, WavReader
 
 log = logging.getLogger(__name__)
 
+#: Values of audio.files.on_end: at the end of a non-looping playlist, idle (a closed mouth)
+#: or end the run.
+ON_END = ("idle", "exit")
+
 
 class FilesSource(AudioSource):
     """Plays the playlist in order, each item (and each gap) a new utterance id.

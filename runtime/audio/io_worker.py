@@ -10,13 +10,10 @@ it is a daemon, so it never holds up the process's exit) and makes a new one.
 """
 from __future__ import annotations
 
-import logging
 import queue
 import threading
 import time
 from typing import Any, Callable, Hashable
-
-log = logging.getLogger(__name__)
 
 
 class Job:

@@ -15,7 +15,6 @@ Barge-in (flush) stops both: the pushed speech and the configured source's curre
 """
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 
@@ -23,7 +22,6 @@ from .chunk import AudioChunk
 from .source import SILENT, AudioSource
 from .stream import StreamSource
 
-log = logging.getLogger(__name__)
 
 #: A live base: pushed audio may run this far ahead of the wall clock (covers read jitter).
 _LIVE_LEAD_S = 0.06

@@ -9,7 +9,6 @@ floating-point work per output sample does not depend on how the input was cut: 
 """
 from __future__ import annotations
 
-import logging
 import math
 
 import numpy as np
@@ -17,7 +16,6 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from runtime import SAMPLE_RATE
 
-log = logging.getLogger(__name__)
 
 MIN_IN_RATE = 8000
 MAX_IN_RATE = 96000
@@ -108,8 +106,11 @@ class StreamingResampler:
     def reset(self) -> None:
         # The window of output 0 starts taps/2 - 1 samples before input 0: silence.
         self._history = max(0, self.taps // 2 - 1)
-        self._buffer = np.zeros(self._history, np.float32)
-        self._buffer_start = -self._history  # input index of self._buffer[0]
+        # Input not yet consumed lives in _store[:_filled]: appended in place, never
+        # concatenated per chunk (the store grows only when a chunk would not fit).
+        self._store = np.zeros(max(4096, 4 * self._history), np.float32)
+        self._filled = self._history
+        self._buffer_start = -self._history  # input index of self._store[0]
         self._inputs = 0  # input samples received
         self._next_output = 0  # index of the first output of the next block
 
@@ -117,7 +118,7 @@ class StreamingResampler:
         mono = _mono(samples, self.in_channels)
         if self.passthrough:
             return mono
-        self._buffer = np.concatenate((self._buffer, mono))
+        self._append(mono)
         self._inputs += len(mono)
         return self._run_blocks(self._inputs)
 
@@ -134,10 +135,19 @@ class StreamingResampler:
         last = self._next_output + blocks * self._block - 1
         needed_end = (last * self._down) // self._up + self.taps // 2 + 1
         padding = max(0, needed_end - self._inputs)
-        self._buffer = np.concatenate((self._buffer, np.zeros(padding, np.float32)))
+        self._append(np.zeros(padding, np.float32))
         out = self._run_blocks(self._inputs + padding)[:wanted]
         self.reset()
         return out
+
+    def _append(self, samples: np.ndarray) -> None:
+        end = self._filled + len(samples)
+        if end > len(self._store):
+            grown = np.zeros(max(end, 2 * len(self._store)), np.float32)
+            grown[:self._filled] = self._store[:self._filled]
+            self._store = grown
+        self._store[self._filled:end] = samples
+        self._filled = end
 
     def _run_blocks(self, available: int) -> np.ndarray:
         """Compute every block whose whole input window lies below input index `available`."""
@@ -150,7 +160,7 @@ class StreamingResampler:
             if last_base + half >= available:
                 break
             if windows is None:
-                windows = sliding_window_view(self._buffer, self.taps)
+                windows = sliding_window_view(self._store[:self._filled], self.taps)
             base0, phase0 = divmod(first * down, up)
             rel_start, coefficients = self._pattern(phase0)
             starts = rel_start + (base0 - half + 1 - self._buffer_start)
@@ -163,7 +173,9 @@ class StreamingResampler:
         keep_from = (self._next_output * down) // up - half + 1
         drop = keep_from - self._buffer_start
         if drop > 0:
-            self._buffer = self._buffer[drop:].copy()
+            kept = max(0, self._filled - drop)
+            self._store[:kept] = self._store[self._filled - kept:self._filled].copy()  # the short tail
+            self._filled = kept
             self._buffer_start = keep_from
         if not outputs:
             return np.zeros(0, np.float32)

@@ -2,11 +2,8 @@
 from __future__ import annotations
 
 import abc
-import logging
 
 from .chunk import AudioChunk
-
-log = logging.getLogger(__name__)
 
 
 class AudioSourceError(Exception):

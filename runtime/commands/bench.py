@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import logging
 import platform
 import resource
 import sys
@@ -29,8 +28,6 @@ import numpy as np
 from runtime import FPS, SAMPLE_RATE, __version__
 from .demo import demo_clip
 from .load_workers import cpu_seconds
-
-log = logging.getLogger(__name__)
 
 
 def speech_like(seconds: float, seed: int = 0) -> np.ndarray:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import logging
 import os
 import socket
 import sys
@@ -17,7 +16,6 @@ import time
 from pathlib import Path
 from typing import BinaryIO
 
-log = logging.getLogger(__name__)
 
 #: Where systemd's RuntimeDirectory=edgemate puts the socket; a user shell has no
 #: $RUNTIME_DIRECTORY, so it is looked for here first.

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
@@ -10,7 +9,6 @@ import yaml
 
 from runtime.system.paths import data_dir
 
-log = logging.getLogger(__name__)
 
 DEFAULT_BUNDLE = Path("models") / "avatars" / "default"
 DEMO_RECORDING = "edgemate-demo.mp4"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Sequence, TextIO
@@ -23,7 +22,6 @@ from runtime.audio.wav import WavReader
 from runtime.speech.audio_model import MOUTH_PARAMS, AudioModel
 from runtime.speech.mouth_track import MouthAnalyzer, MouthTrack
 
-log = logging.getLogger(__name__)
 
 #: Input read per chunk: 20 ms at the file's rate, like an audio source delivers it.
 CHUNK_MS = 20

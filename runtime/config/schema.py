@@ -1,8 +1,9 @@
 """The validated configuration: one frozen dataclass per subsystem, field names = YAML keys.
 
-Each field carries its check in `metadata["spec"]` (runtime/config/specs.py), so the allowed
-values sit next to the field they belong to. `runtime.config.loader` walks these specs; nothing here
-reads files.
+Each field carries its check in `metadata["spec"]` (runtime/config/specs.py), so the check
+sits next to the field it belongs to; the allowed values of an enum are imported from the
+module that acts on them, so the two cannot drift apart. `runtime.config.loader` walks
+these specs; nothing here reads files.
 """
 from __future__ import annotations
 
@@ -11,6 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runtime.audio import SOURCE_KINDS
+from runtime.audio.capture import CAPTURE_RATES
+from runtime.audio.files import ON_END
+from runtime.audio.pcm import RAW_FORMATS
+from runtime.display import FALLBACK_KINDS, SINK_KINDS
+from runtime.display.record_ffmpeg import X264_PRESETS
+from runtime.display.window import DRIVERS
+from runtime.quality.levels import QUALITY_SETTINGS
 from .specs import (Bool, Choice, FilePath, Float, Int, Names, OctalMode, PathList, Section,
                            Size, Spec, Text)
 
@@ -37,10 +46,6 @@ def _cwd_path(value: str, base_dir: Path) -> Path:
     return path if path.is_absolute() else Path.cwd() / path
 
 
-X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
-                "slower", "veryslow", "placebo")
-
-
 @dataclass(frozen=True)
 class LogConfig:
     level: str = _spec(Choice(options=("debug", "info", "warning", "error")))
@@ -51,7 +56,7 @@ class FilesConfig:
     playlist: tuple[Path, ...] = _spec(PathList(item=FilePath(resolve=_data_path)))
     loop: bool = _spec(Bool())
     gap_s: float = _spec(Float(lo=0, hi=60))
-    on_end: str = _spec(Choice(options=("idle", "exit")))
+    on_end: str = _spec(Choice(options=ON_END))
 
 
 @dataclass(frozen=True)
@@ -59,7 +64,7 @@ class StreamConfig:
     socket: Path = _spec(FilePath(resolve=_socket_path))
     socket_mode: int = _spec(OctalMode())
     raw_rate: int = _spec(Int(lo=8000, hi=96000))
-    raw_format: str = _spec(Choice(options=("s16le", "s24le", "s32le", "f32le", "u8")))
+    raw_format: str = _spec(Choice(options=RAW_FORMATS))
     raw_channels: int = _spec(Int(lo=1, hi=2))
     prebuffer_ms: int = _spec(Int(lo=0, hi=5000))
     max_buffer_s: float = _spec(Float(lo=1, hi=600))
@@ -69,7 +74,7 @@ class StreamConfig:
 @dataclass(frozen=True)
 class MicConfig:
     device: str = _spec(Text())
-    rate: int | None = _spec(Choice(nullable=True, options=(16000, 22050, 44100, 48000)))
+    rate: int | None = _spec(Choice(nullable=True, options=CAPTURE_RATES))
     channels: int = _spec(Int(lo=1, hi=2))
     chunk_ms: int = _spec(Int(lo=5, hi=200))
     stall_timeout_s: float = _spec(Float(lo=0.1, hi=60))
@@ -87,7 +92,7 @@ class PlaybackConfig:
 
 @dataclass(frozen=True)
 class AudioConfig:
-    source: str = _spec(Choice(options=("files", "stream", "mic")))
+    source: str = _spec(Choice(options=SOURCE_KINDS))
     lead_ms: int = _spec(Int(lo=40, hi=2000))
     files: FilesConfig = _spec(Section(cls=FilesConfig))
     stream: StreamConfig = _spec(Section(cls=StreamConfig))
@@ -110,7 +115,7 @@ class AvatarConfig:
 @dataclass(frozen=True)
 class RenderConfig:
     # auto: the governor (runtime/quality/governor.py) picks the level; the others fix it
-    quality: str = _spec(Choice(options=("auto", "full", "coarse", "pass")))
+    quality: str = _spec(Choice(options=QUALITY_SETTINGS))
 
 
 @dataclass(frozen=True)
@@ -158,11 +163,11 @@ class RecordConfig:
 
 @dataclass(frozen=True)
 class DisplayConfig:
-    sink: str = _spec(Choice(options=("window", "record", "null")))
+    sink: str = _spec(Choice(options=SINK_KINDS))
     fullscreen: bool = _spec(Bool())
-    driver: str = _spec(Choice(options=("auto", "x11", "wayland", "kmsdrm", "dummy")))
+    driver: str = _spec(Choice(options=DRIVERS))
     window_size: tuple[int, int] | None = _spec(Size(nullable=True))
-    fallback: str = _spec(Choice(options=("record", "null", "exit")))
+    fallback: str = _spec(Choice(options=FALLBACK_KINDS))
     record: RecordConfig = _spec(Section(cls=RecordConfig))
 
 

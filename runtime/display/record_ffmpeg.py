@@ -22,6 +22,9 @@ from .sink import DisplayError
 log = logging.getLogger(__name__)
 
 
+#: x264's presets (display.record.preset), fastest first.
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
+                "slower", "veryslow", "placebo")
 FFMPEG_MISSING = ("record sink needs ffmpeg: install it (Debian: apt install ffmpeg) "
                   "or pip install imageio-ffmpeg")
 #: Lines of ffmpeg's own error output quoted when it fails.

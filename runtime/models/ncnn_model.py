@@ -7,7 +7,6 @@ shapes, per-model ncnn options, and the recipe that rebuilds the model.
 from __future__ import annotations
 
 import hashlib
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -15,7 +14,6 @@ from typing import Any, Mapping
 import numpy as np
 import yaml
 
-log = logging.getLogger(__name__)
 
 SIDECAR_SCHEMA = 1
 

@@ -34,6 +34,10 @@ class Quality(enum.IntEnum):
         return self.name.lower()
 
 
+#: Values of render.quality: a fixed level, or "auto" (the governor decides).
+QUALITY_SETTINGS = ("auto", *(level.label for level in sorted(Quality, reverse=True)))
+
+
 @dataclass(frozen=True)
 class FrameCost:
     """One shown frame, as the frame loop measured it."""

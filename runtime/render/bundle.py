@@ -21,7 +21,6 @@ avatar.yaml (schema 1):
 """
 from __future__ import annotations
 
-import logging
 import math
 import os
 from dataclasses import dataclass
@@ -35,7 +34,6 @@ from runtime.models.ncnn_model import ModelError, load_sidecar, sha256_file
 from .compositor import soft_mask
 from .template_cache import TemplateError, image_frame_names, load_image_frames
 
-log = logging.getLogger(__name__)
 
 BUNDLE_SCHEMA = 1
 

@@ -7,11 +7,9 @@ no new arrays per frame, and no full-frame copy. The sink pastes the patch over 
 """
 from __future__ import annotations
 
-import logging
 
 import numpy as np
 
-log = logging.getLogger(__name__)
 
 from runtime.display.sink import NO_BOX, Box
 

@@ -1,12 +1,11 @@
 """The renderer seam: mouth parameters + template frame index -> mouth crop.
 
-Quality levels (DESIGN.md): FULL = coarse + fine stage, COARSE = coarse stage only (scaled
+Quality levels (docs/ARCHITECTURE.md): FULL = coarse + fine stage, COARSE = coarse stage only (scaled
 to the crop), PASS = no neural render (the template frame is shown as is). The governor
 picks the level per frame; any renderer honours all three.
 """
 from __future__ import annotations
 
-import logging
 from typing import Protocol
 
 import numpy as np
@@ -18,7 +17,6 @@ from .bundle import AvatarBundle, BundleError
 from .resize import shrink_chw
 from .upscale import Upscaler
 
-log = logging.getLogger(__name__)
 
 #: Parameters below this everywhere count as "mouth at rest": the template is shown untouched,
 #: so silence looks exactly like the template and costs nothing.

@@ -4,7 +4,8 @@ The same resampling as `resize.resize_chw` (pixel centres aligned, like align_co
 max difference 2e-7 on [0, 1] data), but in ncnn's C++ kernel instead of numpy gathers:
 0.16 ms against 0.75 ms for 3x128x128 -> 256x256 on one x86 core. The upscale was the most
 expensive step of a frame. The net is a two-layer param text made here (no weights, no
-file); fp16 is off so ARM boxes compute what x86 does (../shared/NOTES.md).
+file); fp16 is off because ncnn turns on fp16 storage and arithmetic by default on ARM,
+and a Pi would then draw a different mouth than the x86 box the avatar was checked on.
 """
 from __future__ import annotations
 
@@ -39,13 +40,6 @@ class Upscaler:
         except (ImportError, RuntimeError, AttributeError) as exc:
             # Not expected with the pinned wheel; numpy gives the same pixels, only slower.
             log.warning("ncnn upscaler unavailable (%s): upscaling in numpy", exc)
-
-    def run(self, chw: np.ndarray) -> np.ndarray:
-        """The upscaled image, (c, side, side), in an array of its own."""
-        mat = self._upscaled(chw)
-        if mat is None:
-            return resize_chw(chw, self.side, self.side)
-        return np.array(mat, dtype=np.float32, copy=True)
 
     def add_to(self, chw: np.ndarray, base: np.ndarray, out: np.ndarray) -> np.ndarray:
         """out = base + the upscaled image, (side, side, c): the renderer's per-frame step.

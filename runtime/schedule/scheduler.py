@@ -32,7 +32,7 @@ class FrameScheduler:
     """Clock-driven frame picking. `clock` returns audio seconds; `sleep` waits real seconds."""
 
     def __init__(self, clock: Callable[[], float], sleep: Callable[[float], None] = time.sleep,
-                 fps: int = FPS, cost_window: int = 12, first_frame: int = 0):
+                 fps: int = FPS, cost_window: int = 12):
         self._clock = clock
         self._sleep = sleep
         self.fps = fps
@@ -41,7 +41,7 @@ class FrameScheduler:
         # Until a render has been timed, assume it takes a whole frame (pessimistic: early
         # frames are held until due, late ones would be shown out of their slot).
         self._first_cost_s = self.frame_s
-        self._last_shown = first_frame - 1
+        self._last_shown = -1
         self._render_started = 0.0
         self.stats = SchedulerStats()
 
@@ -89,7 +89,3 @@ class FrameScheduler:
         if offset_s >= self.frame_s / 2:
             self.stats.late_presents += 1
 
-    def restart_at(self, frame: int) -> None:
-        """Forget history, e.g. after a long pause; `frame` is the last one considered shown."""
-        self._last_shown = frame
-        self._costs.clear()

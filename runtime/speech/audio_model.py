@@ -1,7 +1,6 @@
 """The streaming audio model: fbank frames in, six mouth parameters per 40 ms out."""
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -9,9 +8,8 @@ import numpy as np
 from runtime.models.ncnn_model import ModelError, NcnnModel, load_sidecar
 from .features import FbankSettings
 
-log = logging.getLogger(__name__)
 
-#: Mouth parameter names, in order (DESIGN.md contract).
+#: Mouth parameter names, in order (the contract in docs/ARCHITECTURE.md).
 MOUTH_PARAMS = ("open", "wide", "round", "press", "bite", "teeth")
 
 

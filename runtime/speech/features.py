@@ -27,10 +27,6 @@ class FbankSettings:
         known = {name: values[name] for name in cls.__dataclass_fields__ if name in values}
         return cls(**known)
 
-    @property
-    def shift_samples(self) -> int:
-        return int(round(SAMPLE_RATE * self.frame_shift_ms / 1000))
-
 
 class StreamingFbank:
     """accept() 16 kHz mono float32 samples; pop_frames() returns the frames ready since."""
@@ -55,6 +51,8 @@ class StreamingFbank:
     def accept(self, samples: np.ndarray) -> None:
         if samples.size:
             scaled = samples.astype(np.float32, copy=False) * np.float32(self.settings.input_scale)
+            # The binding takes a Sequence[float]: a list converts fastest (33 us per 40 ms
+            # chunk here; a numpy array, converted element by element, 46 us).
             self._fbank.accept_waveform(SAMPLE_RATE, scaled.tolist())
 
     def pop_frames(self) -> np.ndarray:
