@@ -21,7 +21,7 @@ os.environ.pop("NOTIFY_SOCKET", None)
 @pytest.fixture(scope="session")
 def model_fixtures(tmp_path_factory):
     """(audio model sidecar, avatar bundle dir) written once per test session."""
-    from tools.make_fixtures import write_all
+    from tools.export.make_fixtures import write_all
     return write_all(tmp_path_factory.mktemp("fixtures"), frame_size=(180, 320), frames=25)
 
 # Native extensions cannot be imported twice: mock.patch.dict(sys.modules, ...) in a test

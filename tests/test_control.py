@@ -20,8 +20,8 @@ from runtime.cli import main
 from runtime.commands.bench import speech_like
 from runtime.commands.control_client import UnixHTTPConnection, exchange
 from runtime.config.loader import load_config
-from runtime.system.peer_access import peer_allowed
 from runtime.service.supervisor import Service
+from runtime.system.peer_access import peer_allowed
 
 
 @pytest.fixture

@@ -155,7 +155,7 @@ def test_dataset_round_trip_and_resume(avatar, tmp_path):
 def test_cli_writes_template_boxes_and_dataset(tmp_path):
     import pygame
 
-    from tools.make_default_avatar import main
+    from tools.avatar.make_default import main
 
     out = tmp_path / "av"
     argv = ["--out", str(out), "--scale", str(SCALE), "--frames", "6", "--pairs", "3", "--shard-size", "2",

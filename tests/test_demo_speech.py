@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from runtime.audio.wav import WavReader, read_wav
-from tools.demo_voices import parse_voice
-from tools.make_demo_speech import SCRIPT, build, main
+from tools.audio_model.demo_voices import parse_voice
+from tools.audio_model.make_demo_speech import SCRIPT, build, main
 
 SHIPPED = Path(__file__).resolve().parent.parent / "models" / "avatars" / "default" / "demo.wav"
 # espeak-ng, not the shipped festival voice: it is in the test system packages and fast.
@@ -45,7 +45,7 @@ def _check_clip(wav: Path, side: dict) -> None:
 
 @needs_espeak
 def test_two_sentences_have_a_real_pause_and_the_same_bytes_twice(tmp_path):
-    pytest.importorskip("tqdm")  # tools.synth_corpus reports progress with it
+    pytest.importorskip("tqdm")  # tools.audio_model.synth_corpus reports progress with it
     side = build(tmp_path / "a" / "demo.wav", parse_voice(TEST_VOICE), sentences=2)
     assert [s["text"] for s in side["sentences"]] == [line.text for line in SCRIPT[:2]]
     assert side["recipe"].endswith(f"--voice {parse_voice(TEST_VOICE).spec} --sentences 2")
@@ -70,7 +70,7 @@ def test_two_sentences_have_a_real_pause_and_the_same_bytes_twice(tmp_path):
 def test_shipped_clip_matches_its_sidecar():
     side = yaml.safe_load(SHIPPED.with_suffix(".yaml").read_text())
     assert 19.0 <= side["duration_s"] <= 22.0 and 5 <= len(side["sentences"]) <= 7
-    assert side["recipe"].startswith("python -m tools.make_demo_speech --out models/avatars/default/demo.wav")
+    assert side["recipe"].startswith("python -m tools.audio_model.make_demo_speech --out models/avatars/default/demo.wav")
     _check_clip(SHIPPED, side)
 
 

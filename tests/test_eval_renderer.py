@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tools.avatar.scene import AvatarSettings, DefaultAvatar
-from tools.renderer_eval.metrics import PSNR_CAP_DB, psnr, ssim, summarize
+from tools.renderer.evaluation.metrics import PSNR_CAP_DB, psnr, ssim, summarize
 
 SCALE, FRAMES = 0.25, 8
 SOURCE = {"generator": "procedural default character", "seed": 0, "scale": SCALE, "frames": FRAMES}
@@ -23,8 +23,8 @@ def _sha(path):
 
 
 def _write_bundle(out, source=SOURCE):
-    from tools.make_default_avatar import main as make_avatar
-    from tools.make_fixtures import write_renderer_fixtures
+    from tools.avatar.make_default import main as make_avatar
+    from tools.export.make_fixtures import write_renderer_fixtures
 
     assert make_avatar(["--out", str(out), "--template-only", "--scale", str(SCALE),
                         "--frames", str(FRAMES)]) == 0
@@ -121,7 +121,7 @@ def test_truth_frame_differs_from_template_only_inside_the_mouth_box():
 
 @pytest.fixture(scope="module")
 def report(tiny_bundle, tmp_path_factory):
-    from tools.eval_renderer import main
+    from tools.renderer.evaluate import main
     out = tmp_path_factory.mktemp("report")
     code = main([str(tiny_bundle), "--pairs", "12", "--skip-bench", "--sentences", "0",
                  "--temporal-frames", "6", "--verify-frames", "2", "--out-dir", str(out)])
@@ -175,7 +175,7 @@ def test_held_constant_output_is_deterministic(report):
 
 
 def test_bundle_without_source_is_a_one_line_error(tmp_path, tiny_bundle, capsys):
-    from tools.eval_renderer import main
+    from tools.renderer.evaluate import main
     doc = yaml.safe_load((tiny_bundle / "avatar.yaml").read_text())
     del doc["source"]
     plain = tmp_path / "plain"
@@ -193,7 +193,7 @@ def test_bundle_without_source_is_a_one_line_error(tmp_path, tiny_bundle, capsys
 
 
 def test_source_that_does_not_match_the_template_is_refused(tmp_path, tiny_bundle, capsys):
-    from tools.eval_renderer import main
+    from tools.renderer.evaluate import main
     doc = yaml.safe_load((tiny_bundle / "avatar.yaml").read_text())
     doc["source"] = {**SOURCE, "seed": 3}  # another character variant: other colours
     other = tmp_path / "other"
@@ -222,9 +222,9 @@ class _Oracle:
 
 def test_an_exact_renderer_scores_perfectly(tiny_bundle):
     from runtime.render.bundle import load_bundle
-    from tools.renderer_eval import sets
-    from tools.renderer_eval.evaluate import Evaluator
-    from tools.renderer_eval.truth import GroundTruth, read_source
+    from tools.renderer.evaluation import sets
+    from tools.renderer.evaluation.evaluate import Evaluator
+    from tools.renderer.evaluation.truth import GroundTruth, read_source
 
     bundle = load_bundle(tiny_bundle)
     evaluator = Evaluator(bundle, GroundTruth(read_source(tiny_bundle)))
@@ -244,7 +244,7 @@ def test_an_exact_renderer_scores_perfectly(tiny_bundle):
 def test_random_set_is_held_out_reproducible_and_never_at_rest():
     from runtime.render.renderer import REST_EPSILON
     from tools.avatar.params import sample_pairs
-    from tools.renderer_eval.sets import random_set
+    from tools.renderer.evaluation.sets import random_set
 
     a, b = random_set(200, 0, 50), random_set(200, 0, 50)
     assert np.array_equal(a.params, b.params) and np.array_equal(a.frames, b.frames)
@@ -258,7 +258,7 @@ def test_random_set_is_held_out_reproducible_and_never_at_rest():
 
 
 def test_missing_audio_model_skips_the_speech_set_with_a_reason(tiny_bundle, tmp_path):
-    from tools.eval_renderer import main
+    from tools.renderer.evaluate import main
     code = main([str(tiny_bundle), "--pairs", "3", "--skip-bench", "--temporal-frames", "3",
                  "--verify-frames", "0", "--sentences", "1", "--audio-model", str(tmp_path / "none.yaml"),
                  "--out-dir", str(tmp_path)])
@@ -275,8 +275,8 @@ def test_speech_set_from_held_out_voices(tiny_bundle):
     audio_model = Path(__file__).resolve().parent.parent / "models" / "audio" / "audio.yaml"
     if not audio_model.is_file():
         pytest.skip("no shipped audio model")
-    from tools.renderer_eval.sets import speech_set
-    from tools.synth_corpus import TEST_VARIANTS
+    from tools.audio_model.synth_corpus import TEST_VARIANTS
+    from tools.renderer.evaluation.sets import speech_set
     rows = speech_set(audio_model, 1, 0, FRAMES)
     assert len(rows.notes) == 1 and (rows.sequence == 0).all()
     assert any(f"+{v}:" in rows.notes[0] or "kal_diphone" in rows.notes[0] for v in TEST_VARIANTS)
@@ -286,7 +286,7 @@ def test_speech_set_from_held_out_voices(tiny_bundle):
 
 def test_macs_per_stage_come_from_the_sidecars(tiny_bundle, tmp_path):
     from runtime.render.bundle import load_bundle
-    from tools.renderer_eval.stages import model_facts
+    from tools.renderer.evaluation.stages import model_facts
 
     for path in tiny_bundle.iterdir():
         if path.name not in ("coarse.yaml", "fine.yaml"):
@@ -301,7 +301,7 @@ def test_macs_per_stage_come_from_the_sidecars(tiny_bundle, tmp_path):
 
 
 def test_missing_bundle_is_a_one_line_error(tmp_path, capsys):
-    from tools.eval_renderer import main
+    from tools.renderer.evaluate import main
     assert main([str(tmp_path / "nowhere"), "--skip-bench"]) == 1
     err = capsys.readouterr().err
     assert err == f"eval_renderer: {tmp_path / 'nowhere' / 'avatar.yaml'}: avatar bundle not found\n"

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
+from runtime.service import health
 from runtime.service.metrics import prometheus_text
 from runtime.service.status import ServiceStatus
-from runtime.service import health
 
 GLIBC = health._LIBC is not None
 

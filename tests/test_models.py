@@ -7,7 +7,7 @@ import yaml
 
 from runtime.models.ncnn_model import ModelError, NcnnModel, load_sidecar
 from runtime.speech.audio_model import AudioModel
-from tools.make_fixtures import write_audio_fixture
+from tools.export.make_fixtures import write_audio_fixture
 
 
 def _copy_model(sidecar, tmp_path):

@@ -66,7 +66,7 @@ def test_shipped_model_is_not_a_fixture_and_carries_its_recipe():
     model = AudioModel(SHIPPED)
     assert not model.sidecar.fixture
     recipe = model.sidecar.extra["recipe"]
-    assert recipe["command"].startswith("python -m tools.train_audio")
+    assert recipe["command"].startswith("python -m tools.audio_model.train")
     assert model.step_ms == 40 and model.lookahead_steps * 40 + 15 <= 80
     assert model.sidecar.extra["network"]["parameters"] <= 1_000_000
     assert model.sidecar.extra["network"]["macs_per_step"] <= 1_000_000

@@ -1,4 +1,4 @@
-"""The CI soak: `python -m tools.soak --minutes 3` against the real appliance. It fails on RSS
+"""The CI soak: `python -m tools.soak.run --minutes 3` against the real appliance. It fails on RSS
 growth over 5 % after the warm-up (the first minute here), any growth of open fds, a picture-to-sound offset
 of a frame or more, a wrong answer to any action, or an appliance that dies."""
 from __future__ import annotations
@@ -19,7 +19,7 @@ def test_soak(tmp_path):
     if MINUTES <= 0:
         pytest.skip("EDGEMATE_SOAK_MINUTES=0")
     out = tmp_path / "soak"
-    done = subprocess.run([sys.executable, "-m", "tools.soak", "--minutes", str(MINUTES),
+    done = subprocess.run([sys.executable, "-m", "tools.soak.run", "--minutes", str(MINUTES),
                            "--out", str(out)], cwd=REPO, capture_output=True, text=True,
                           timeout=MINUTES * 60 + 180)
     print(done.stdout[-3000:])
@@ -37,14 +37,14 @@ def _rows(minutes: int, private=lambda minute: 90.0, heap=lambda minute: 76.0) -
 
 
 def test_a_sawtooth_in_private_memory_passes_a_long_run():
-    from tools.soak_report import verdict
+    from tools.soak.report import verdict
     # 92 -> 100 MB and back, every 40 minutes, as glibc's free lists fill and are reused.
     rows = _rows(120, private=lambda minute: 92.0 + 8.0 * ((minute % 40) / 40))
     assert verdict(rows, []) == []
 
 
 def test_a_slow_leak_fails_a_long_run_but_a_short_run_cannot_tell():
-    from tools.soak_report import verdict
+    from tools.soak.report import verdict
     leak = _rows(120, private=lambda minute: 92.0 + 0.1 * minute)  # 6 MB an hour
     problems = verdict(leak, [])
     assert len(problems) == 1 and problems[0].startswith("private memory: peak of the final third")
@@ -54,7 +54,7 @@ def test_a_slow_leak_fails_a_long_run_but_a_short_run_cannot_tell():
 
 
 def test_rows_without_allocator_readings_are_judged_on_the_rest():
-    from tools.soak_report import verdict
+    from tools.soak.report import verdict
     rows = _rows(60, heap=lambda minute: "")  # macOS, musl: no mallinfo2
     assert verdict(rows, []) == []
     rows[-1]["open_fds"] = 6
@@ -64,7 +64,7 @@ def test_rows_without_allocator_readings_are_judged_on_the_rest():
 def test_a_report_is_replotted_from_its_csv(tmp_path):
     import csv as csv_module
 
-    from tools.soak_report import main as replot
+    from tools.soak.report import main as replot
     rows = _rows(12)
     for row in rows:
         row.update(heap_free_mb=3.0, python_blocks=160000, dropped=0)

@@ -19,7 +19,7 @@ from runtime.render import template_cache
 from runtime.render.bundle import BundleError, load_bundle
 from runtime.system.paths import cache_dir
 from tools.avatar.png import write_png
-from tools.make_fixtures import write_avatar_fixture
+from tools.export.make_fixtures import write_avatar_fixture
 
 REPO = Path(__file__).resolve().parent.parent
 FRAMES = 6

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from runtime import SAMPLE_RATE
-from tools.augment import add_noise, change_speed, pad_silence, set_peak
-from tools.visemes import Segment, frame_targets, parse_symbol
+from tools.audio_model.augment import add_noise, change_speed, pad_silence, set_peak
+from tools.audio_model.visemes import Segment, frame_targets, parse_symbol
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("pnnx")
@@ -22,10 +22,10 @@ if not ctypes.util.find_library("espeak-ng"):
 
 from runtime.models.ncnn_model import NcnnModel, load_sidecar  # noqa: E402
 from runtime.speech.audio_model import AudioModel  # noqa: E402
-from tools.audio_data import build_cache, load_shards, load_utterance, make_example  # noqa: E402
-from tools.audio_net import export_ncnn, ncnn_parity, torch_steps  # noqa: E402
-from tools.synth_corpus import Utterance, load_corpus, synthesize  # noqa: E402
-from tools.train_audio import DEFAULT_RECIPE, train  # noqa: E402
+from tools.audio_model.dataset import build_cache, load_shards, load_utterance, make_example  # noqa: E402
+from tools.audio_model.net import export_ncnn, ncnn_parity, torch_steps  # noqa: E402
+from tools.audio_model.synth_corpus import Utterance, load_corpus, synthesize  # noqa: E402
+from tools.audio_model.train import DEFAULT_RECIPE, train  # noqa: E402
 
 TINY_UTTERANCES = [
     Utterance("train-00000", "train", "espeak", "espeak-en", "en-us+m1", "Hello, welcome to our store.",
@@ -119,7 +119,7 @@ def test_exported_model_runs_in_the_runtime_with_its_recipe(tiny):
     sidecar_path = tiny[2]
     model = AudioModel(sidecar_path)
     assert (model.frames_per_step, model.lookahead_steps) == (4, 1)
-    assert model.sidecar.extra["recipe"]["command"] == "python -m tools.train_audio --rebuild"
+    assert model.sidecar.extra["recipe"]["command"] == "python -m tools.audio_model.train --rebuild"
     params = model.step(np.full((4, 80), 5.0, np.float32))
     assert params.shape == (6,) and np.all((params >= 0) & (params <= 1))
 

@@ -12,13 +12,14 @@ import yaml
 torch = pytest.importorskip("torch")
 pytest.importorskip("pnnx")
 
-from runtime.render.bundle import load_bundle  # noqa: E402
 from runtime.quality.levels import Quality  # noqa: E402
+from runtime.render.bundle import load_bundle  # noqa: E402
 from runtime.render.renderer import NcnnRenderer  # noqa: E402
-from tools import make_default_avatar, train_renderer  # noqa: E402
-from tools.renderer_data import load_pairs, read_manifest, split_shards  # noqa: E402
-from tools.renderer_export import PARITY_LIMIT  # noqa: E402
-from tools.renderer_net import CoarseNet, FineNet, area_down, compose_box, count_macs  # noqa: E402
+from tools.avatar import make_default as make_default_avatar  # noqa: E402
+from tools.renderer import train as train_renderer  # noqa: E402
+from tools.renderer.data import load_pairs, read_manifest, split_shards  # noqa: E402
+from tools.renderer.export import PARITY_LIMIT  # noqa: E402
+from tools.renderer.net import CoarseNet, FineNet, area_down, compose_box, count_macs  # noqa: E402
 
 TINY = ["--coarse-size", "16", "--crop-size", "32", "--feather-px", "8", "--batch", "4", "--warmup", "2",
         "--threads", "1"]
@@ -53,7 +54,7 @@ def test_runtime_composes_the_box_as_training_does(src):
     (moved weight, 7-channel upscale, row band) give the same box to within rounding."""
     from runtime.render.renderer import _moved_rows, moved_weight
     from runtime.render.upscale import Upscaler
-    from tools.renderer_net import moved_weight as torch_moved
+    from tools.renderer.net import moved_weight as torch_moved
 
     gen = torch.Generator().manual_seed(src)
     box = torch.rand(1, 3, 256, 256, generator=gen)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from runtime.quality.levels import Quality
 from runtime.render import upscale as upscale_module
 from runtime.render.bundle import load_bundle
-from runtime.quality.levels import Quality
 from runtime.render.renderer import NcnnRenderer
 from runtime.render.resize import resize_chw
 

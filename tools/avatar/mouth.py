@@ -1,6 +1,6 @@
 """The mouth model: six parameters in [0, 1] -> lips, interior, teeth, tongue and jaw drop.
 
-Parameters (DESIGN.md): open, wide, round, press, bite, teeth. Every shape quantity below is
+Parameters (docs/ARCHITECTURE.md): open, wide, round, press, bite, teeth. Every shape quantity below is
 a polynomial in the parameters, and every region is a band between two curves whose coverage
 is exactly zero at zero thickness (Canvas.band), so the mouth changes continuously with the
 parameters and all zeros is the closed resting mouth that the template loop is drawn with.

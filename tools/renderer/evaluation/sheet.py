@@ -15,9 +15,9 @@ import numpy as np
 
 from runtime.quality.levels import Quality
 
-from ..avatar.mouth import PARAM_NAMES
-from ..avatar.png import write_png
-from ..avatar.sheets import COMBOS, LABEL_H, SWEEP_STEPS, _label
+from tools.avatar.mouth import PARAM_NAMES
+from tools.avatar.png import write_png
+from tools.avatar.sheets import COMBOS, LABEL_H, SWEEP_STEPS, _label
 from .metrics import psnr
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Soak test: the real appliance (`edgemate run` in a child process) under a rotating load.
 
-    python -m tools.soak --minutes 60 --out docs/soak
+    python -m tools.soak.run --minutes 60 --out docs/soak
 
 Every few seconds one action from a rotation: push speech over the control socket (WAV,
 raw PCM chunked), barge in, reload a changed config (SIGHUP), reload a broken config
@@ -16,8 +16,8 @@ run, at least one minute), any growth of open fds (the lowest count of a minute,
 playlist file being read aside, so a request in flight does not count), an offset of one
 frame (40 ms) or more, an action answered wrongly, or an appliance that dies; a run of 30
 minutes or more also fails when the peaks of private memory or of the C heap in use climb
-over 5 % from the first third to the last (tools/soak_report.py). Without
---bundle/--audio-model it runs on TEST FIXTURE models (tools/make_fixtures.py).
+over 5 % from the first third to the last (tools/soak/report.py). Without
+--bundle/--audio-model it runs on TEST FIXTURE models (tools/export/make_fixtures.py).
 """
 from __future__ import annotations
 
@@ -44,11 +44,11 @@ from runtime.audio.wav import write_wav
 from runtime.commands.bench import speech_like
 from runtime.commands.control_client import UnixHTTPConnection, exchange
 from runtime.service.health import private_mb
-from tools.soak_report import plot, summary, verdict
+from .report import plot, summary, verdict
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 #: The allocator settings of systemd/edgemate.service: the soak measures what a box runs.
 UNIT_ENVIRONMENT = {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_ARENA_MAX": "2",
                     "OMP_WAIT_POLICY": "PASSIVE"}
@@ -317,7 +317,7 @@ def _private_mb(process: psutil.Process) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.soak", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.soak.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=3.0)
     parser.add_argument("--out", type=Path, default=Path("soak-report"))
     parser.add_argument("--period", type=float, default=4.0, help="seconds between actions")
@@ -329,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="edgemate-soak-"))
     audio_model, bundle = args.audio_model, args.bundle
     if audio_model is None or bundle is None:
-        from tools.make_fixtures import write_all
+        from tools.export.make_fixtures import write_all
         log.info("no models given: running on TEST FIXTURE models")
         audio_model, bundle = write_all(work / "fixtures")
     soak = Soak(work, args.out, audio_model.resolve(), bundle.resolve(), args.period)

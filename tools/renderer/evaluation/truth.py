@@ -18,11 +18,11 @@ import yaml
 
 from runtime.render.bundle import AvatarBundle
 
-from ..avatar.scene import AvatarSettings, DefaultAvatar
+from tools.avatar.scene import AvatarSettings, DefaultAvatar
 
 log = logging.getLogger(__name__)
 
-#: tools/make_default_avatar.py SOURCE: the only generator this evaluation can rebuild.
+#: tools/avatar/make_default.py SOURCE: the only generator this evaluation can rebuild.
 PROCEDURAL = "procedural default character"
 
 

@@ -1,6 +1,6 @@
 """Write TEST FIXTURES: a tiny audio model and an avatar bundle, as real ncnn models.
 
-    python -m tools.make_fixtures --out /tmp/edgemate-fixtures [--frame-size 720x1280]
+    python -m tools.export.make_fixtures --out /tmp/edgemate-fixtures [--frame-size 720x1280]
 
 They let the runtime, its tests and `edgemate bench` run end to end before the trained
 models exist. They are hand-wired, not trained: the audio model opens the mouth with
@@ -20,7 +20,7 @@ import yaml
 
 from .ncnn_writer import NcnnNetWriter, memory_data
 
-FIXTURE_NOTE = "TEST FIXTURE (tools/make_fixtures.py): hand-wired, not trained; never a default"
+FIXTURE_NOTE = "TEST FIXTURE (tools/export/make_fixtures.py): hand-wired, not trained; never a default"
 
 
 def _sha(path: Path) -> str:
@@ -36,7 +36,7 @@ def _write_sidecar(stem: Path, kind: str, inputs: dict, outputs: dict, extra: di
         "inputs": inputs, "outputs": outputs,
         "ncnn_options": {"use_fp16_storage": False, "use_fp16_arithmetic": False},
         **extra,
-        "recipe": {"command": "python -m tools.make_fixtures", "seed": 0},
+        "recipe": {"command": "python -m tools.export.make_fixtures", "seed": 0},
     }
     sidecar = stem.with_name(stem.name + ".yaml")
     sidecar.write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -212,7 +212,7 @@ def write_all(out: Path, frame_size: tuple[int, int] = (360, 640), frames: int =
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.make_fixtures", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.export.make_fixtures", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--frame-size", default="360x640", help="WIDTHxHEIGHT of the template")
     parser.add_argument("--frames", type=int, default=50)

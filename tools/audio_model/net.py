@@ -21,7 +21,7 @@ from torch import nn
 from runtime.models.ncnn_model import sha256_file
 from runtime.speech.features import FbankSettings
 
-from .pnnx_export import export_to_ncnn
+from tools.export.pnnx import export_to_ncnn
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def export_ncnn(net: MouthNet, out_dir: Path, name: str, recipe: Mapping[str, An
     }
     path = out_dir / f"{name}.yaml"
     header = ("# Streaming audio model: speech -> six mouth parameters per 40 ms video frame.\n"
-              "# Written by tools/audio_net.py; rebuild with the recipe's command.\n")
+              "# Written by tools/audio_model/net.py; rebuild with the recipe's command.\n")
     path.write_text(header + yaml.safe_dump(sidecar, sort_keys=False, allow_unicode=True))
     log.info("exported %s (%d parameters, %d MACs per step)", path, net.param_count(),
              net.macs_per_step())

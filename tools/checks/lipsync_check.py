@@ -1,6 +1,6 @@
 """Does a recording's mouth follow its speech? Measured on the recorded MP4 itself.
 
-    python -m tools.lipsync_check RECORDING.mp4 --audio SPEECH.wav [--bundle DIR]
+    python -m tools.checks.lipsync_check RECORDING.mp4 --audio SPEECH.wav [--bundle DIR]
         [--audio-model SIDECAR] [--plot OUT.png] [--json]
 
 For each video frame k of a recording made by the record sink (frame k shows audio time
@@ -34,7 +34,7 @@ from runtime.speech.audio_model import AudioModel
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 #: A sentence "moved the mouth" when its largest rendered change is this many levels above
 #: the encoder's noise floor (the change measured on the recording's rest frames).
 MOVED_LEVELS = 2.0
@@ -146,7 +146,7 @@ def plot(result: dict, audio: Path, out: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tools.lipsync_check", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m tools.checks.lipsync_check", description=__doc__.split("\n")[0])
     p.add_argument("recording", type=Path, help="MP4 written by the record sink")
     p.add_argument("--audio", type=Path, required=True, help="the WAV the recording spoke")
     p.add_argument("--bundle", type=Path, default=REPO / "models" / "avatars" / "default")

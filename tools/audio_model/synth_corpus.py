@@ -1,6 +1,6 @@
 """Synthesized speech with exact phoneme timing: the audio model's training corpus.
 
-    python -m tools.synth_corpus --out /work/cache/corpus [--seed 0] [--train 3600 --test 300]
+    python -m tools.audio_model.synth_corpus --out /work/cache/corpus [--seed 0] [--train 3600 --test 300]
 
 Two engines:
 - espeak-ng through its C library (ctypes; `libespeak-ng.so.1`), initialised with phoneme
@@ -44,7 +44,7 @@ from runtime.audio.wav import read_wav, write_wav
 
 log = logging.getLogger(__name__)
 
-DATA_DIR = Path(__file__).parent / "data"
+DATA_DIR = Path(__file__).parent / "sentences"
 ESPEAK_ACCENTS = {
     "en": ("en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc", "en-gb-x-gbclan"),
     "cmn": ("cmn-latn-pinyin",),
@@ -73,7 +73,7 @@ class Utterance:
     id: str
     split: str
     engine: str  # espeak | festival
-    table: str  # which phoneme table of tools.visemes reads its segments
+    table: str  # which phoneme table of tools.audio_model.visemes reads its segments
     voice: str
     text: str
     rate_wpm: int = 175  # espeak only
@@ -346,7 +346,7 @@ def load_corpus(out: Path, split: str | None = None) -> list[dict]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.synth_corpus", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m tools.audio_model.synth_corpus", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("/work/cache/corpus"))
     parser.add_argument("--seed", type=int, default=0)

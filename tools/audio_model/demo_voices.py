@@ -1,4 +1,4 @@
-"""Voices for the demo clip (tools.make_demo_speech) and the measurements used to pick one.
+"""Voices for the demo clip (tools.audio_model.make_demo_speech) and the measurements used to pick one.
 
 A voice is written ENGINE:NAME[,knob=value...]:
     espeak:en-us+f3,rate=160,pitch=55,range=60     (rate in words per minute, pitch/range 0-100)
@@ -84,7 +84,7 @@ def parse_voice(spec: str) -> Voice:
     return Voice(**{**voice.__dict__, "why": reasons.get(voice.spec, "")})
 
 
-#: Candidates compared with `python -m tools.make_demo_speech --compare` on SCRIPT, each
+#: Candidates compared with `python -m tools.audio_model.make_demo_speech --compare` on SCRIPT, each
 #: peak-normalised to -3 dBFS (none clipped before or after). Spectral flatness: lower is
 #: more tonal (less buzz and hiss); share above 4 kHz: brightness/harshness on small speakers.
 CANDIDATES = {

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from runtime.display.sink import Picture
+from runtime.quality.levels import Quality
 from runtime.render.bundle import AvatarBundle
 from runtime.render.compositor import Compositor
-from runtime.quality.levels import Quality
 from runtime.render.renderer import NcnnRenderer
 
 from .metrics import PSNR_CAP_DB, mse, psnr, psnr_from_mse, ssim, summarize

@@ -1,9 +1,9 @@
 """The default avatar's demo clip: a lobby greeting spoken by our own speech synthesis.
 
-    python -m tools.make_demo_speech --out models/avatars/default/demo.wav
-    python -m tools.make_demo_speech --compare      # measure the candidate voices
+    python -m tools.audio_model.make_demo_speech --out models/avatars/default/demo.wav
+    python -m tools.audio_model.make_demo_speech --compare      # measure the candidate voices
 
-English, about 20 s: each sentence of SCRIPT is synthesized on its own (tools.synth_corpus:
+English, about 20 s: each sentence of SCRIPT is synthesized on its own (tools.audio_model.synth_corpus:
 espeak-ng in a fresh process per sentence, or festival), resampled to 16 kHz with the
 runtime's resampler, trimmed to its speech, and laid end to end with pauses of digital
 silence between sentences (so `edgemate demo` shows the mouth closing and the idle loop).
@@ -13,7 +13,7 @@ it holds each sentence's text and start/end in seconds, the voice, rate, duratio
 WAV's sha256 and the command that rebuilds it. The same command gives the same bytes.
 
 The voice is festival's HTS voice cmu_us_slt_arctic_hts (Debian festvox-us-slt-hts); why, with
-the figures of the other candidates, is in tools/demo_voices.py (CANDIDATES).
+the figures of the other candidates, is in tools/audio_model/demo_voices.py (CANDIDATES).
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ from .demo_voices import CANDIDATES, DEFAULT_VOICE, Voice, measure, parse_voice
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ def recipe(out: Path, voice: Voice, sentences: int) -> str:
         shown = out.resolve().relative_to(REPO)
     except ValueError:
         shown = out
-    command = f"python -m tools.make_demo_speech --out {shown} --voice {voice.spec}"
+    command = f"python -m tools.audio_model.make_demo_speech --out {shown} --voice {voice.spec}"
     return command + (f" --sentences {sentences}" if sentences < len(SCRIPT) else "")
 
 
@@ -149,7 +149,7 @@ def build(out: Path, voice: Voice, sentences: int = len(SCRIPT),
         write_wav(tmp, clip, SAMPLE_RATE, "pcm16")
         sidecar = {
             "what": "demo clip of the default avatar (edgemate demo), made by our own speech "
-                    "synthesis: tools/make_demo_speech.py",
+                    "synthesis: tools/audio_model/make_demo_speech.py",
             "file": out.name,
             "sha256": hashlib.sha256(tmp.read_bytes()).hexdigest(),
             "sample_rate": SAMPLE_RATE, "channels": 1, "sample_format": "pcm16",
@@ -188,7 +188,7 @@ def compare(voices: Sequence[Voice], lines: Sequence[Line], settings: ClipSettin
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m tools.make_demo_speech",
+    parser = argparse.ArgumentParser(prog="python -m tools.audio_model.make_demo_speech",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, help="the WAV to write (demo.yaml goes next to it)")
     parser.add_argument("--voice", help=f"ENGINE:NAME[,knob=value...] (default {DEFAULT_VOICE})")

@@ -1,7 +1,7 @@
 """Train an avatar's coarse and fine renderer stages and write its runtime bundle.
 
-    python -m tools.train_renderer --rebuild                  # the shipped default avatar
-    python -m tools.train_renderer --dataset DIR --out models/avatars/NAME [--steps N ...]
+    python -m tools.renderer.train --rebuild                  # the shipped default avatar
+    python -m tools.renderer.train --dataset DIR --out models/avatars/NAME [--steps N ...]
 
 One command, each stage resumable: (--rebuild only) generate the dataset with the recipe's
 generator command (finished shards are kept), train both stages together on the CPU
@@ -26,19 +26,19 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .audio_net import record_in_sidecar
-from .renderer_data import PairSet, RendererDataError, batch_rows, load_pairs, read_manifest, split_shards
-from .renderer_export import PARITY_LIMIT, export_stages, parity, write_bundle
-from .renderer_net import CoarseNet, FineNet, area_down, compose_box
+from tools.audio_model.net import record_in_sidecar
+from .data import PairSet, RendererDataError, batch_rows, load_pairs, read_manifest, split_shards
+from .export import PARITY_LIMIT, export_stages, parity, write_bundle
+from .net import CoarseNet, FineNet, area_down, compose_box
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "models" / "avatars" / "default"
 #: The recipe of the shipped default avatar (what --rebuild reads back from avatar.yaml).
 DEFAULT_RECIPE: dict[str, Any] = {
-    "command": "python -m tools.train_renderer --rebuild",
-    "dataset_command": "python -m tools.make_default_avatar --seed 0 --pairs 16384",
+    "command": "python -m tools.renderer.train --rebuild",
+    "dataset_command": "python -m tools.avatar.make_default --seed 0 --pairs 16384",
     "name": "default", "seed": 0, "steps": 8000, "batch": 32, "lr": 2e-3, "weight_decay": 1e-4,
     "warmup": 300, "coarse_weight": 1.0, "temporal_pairs": 8, "temporal_weight": 1.0, "val_shards": 1, "coarse_size": 64, "crop_size": 128,
     "feather_px": 24, "threads": 2, "demo_audio": "demo.wav",
@@ -243,7 +243,7 @@ def build(recipe: dict, dataset: Path, out: Path, work: Path) -> int:
     demo = recipe.get("demo_audio")
     demo = demo if demo and (out / demo).is_file() else None
     if recipe.get("demo_audio") and demo is None:
-        log.warning("%s: no demo clip; make it with python -m tools.make_demo_speech --out %s",
+        log.warning("%s: no demo clip; make it with python -m tools.audio_model.make_demo_speech --out %s",
                     out / str(recipe["demo_audio"]), out / str(recipe["demo_audio"]))
     bundle = write_bundle(out, dataset, manifest, recipe["name"], recipe["coarse_size"], recipe["crop_size"],
                           recipe["feather_px"], recipe, demo)
@@ -257,7 +257,7 @@ def build(recipe: dict, dataset: Path, out: Path, work: Path) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tools.train_renderer", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m tools.renderer.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--rebuild", action="store_true", help="rebuild the shipped default avatar from its recipe")
     p.add_argument("--dataset", type=Path, help="dataset directory (dataset.yaml + shards)")
     p.add_argument("--out", type=Path, help="bundle directory to write (e.g. models/avatars/NAME)")
@@ -289,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.dataset is None or args.out is None:
             _parser().error("--dataset and --out are required (or --rebuild)")
         out, dataset = args.out, args.dataset
-        recipe["command"] = "python -m tools.train_renderer " + " ".join(str(a) for a in (argv or sys.argv[1:]))
+        recipe["command"] = "python -m tools.renderer.train " + " ".join(str(a) for a in (argv or sys.argv[1:]))
         recipe["dataset_command"] = None
         recipe["name"] = args.name or out.name
     for key in ("steps", "batch", "seed", "warmup", "val_shards", "coarse_size", "crop_size", "feather_px",

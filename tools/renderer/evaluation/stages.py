@@ -19,7 +19,7 @@ from runtime.render.bundle import AvatarBundle
 log = logging.getLogger(__name__)
 
 BENCH_THREADS = 1
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def model_facts(bundle: AvatarBundle) -> dict:

@@ -49,7 +49,7 @@ def read_manifest(dataset: Path) -> dict:
     try:
         doc = yaml.safe_load(path.read_text())
     except FileNotFoundError:
-        raise RendererDataError(f"{path}: not found (make one with python -m tools.make_default_avatar "
+        raise RendererDataError(f"{path}: not found (make one with python -m tools.avatar.make_default "
                                 f"--out {dataset})") from None
     except (OSError, yaml.YAMLError) as err:
         raise RendererDataError(f"{path}: cannot read: {str(err).splitlines()[0]}") from None

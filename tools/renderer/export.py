@@ -14,8 +14,8 @@ import yaml
 
 from runtime.models.ncnn_model import sha256_file
 
-from .pnnx_export import export_to_ncnn
-from .renderer_net import CoarseNet, FineNet, area_down, count_macs, param_count
+from tools.export.pnnx import export_to_ncnn
+from .net import CoarseNet, FineNet, area_down, count_macs, param_count
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def export_stages(coarse: CoarseNet, fine: FineNet, out_dir: Path, recipe: Mappi
         image = coarse(t_coarse, params)
     export_to_ncnn(coarse, (t_coarse, params), out_dir, "coarse")
     export_to_ncnn(fine, (image, t_fine, params), out_dir, "fine")
-    header = "# Avatar renderer stage, written by tools/renderer_export.py; rebuild with the recipe's command.\n"
+    header = "# Avatar renderer stage, written by tools/renderer/export.py; rebuild with the recipe's command.\n"
     params_in = {"blob": None, "shape": [6], "meaning": "open, wide, round, press, bite, teeth in [0, 1] "
                                                         "(open already scaled by calibration.open_scale)"}
     coarse_path = _write_sidecar(

@@ -1,10 +1,10 @@
 """Train the streaming audio model on the synthesized corpus and export it to models/audio/.
 
-    python -m tools.train_audio --rebuild        # the shipped model, from its sidecar's recipe
-    python -m tools.train_audio --epochs 2 ...   # another recipe (see --help)
+    python -m tools.audio_model.train --rebuild        # the shipped model, from its sidecar's recipe
+    python -m tools.audio_model.train --epochs 2 ...   # another recipe (see --help)
 
-One command does everything, each stage resumable: synthesize the corpus (tools.synth_corpus,
-skips what exists), compute augmented training features (tools.audio_data, cached shards),
+One command does everything, each stage resumable: synthesize the corpus (tools.audio_model.synth_corpus,
+skips what exists), compute augmented training features (tools.audio_model.dataset, cached shards),
 train on the CPU (checkpoint per epoch; an interrupted run continues from the last one),
 export with pnnx to ncnn and write the sidecar with the recipe, then check ncnn against torch.
 """
@@ -22,20 +22,20 @@ import numpy as np
 import torch
 import yaml
 
-from .audio_data import Example, build_cache, load_shards, load_utterance, make_example, step_pairs
-from .audio_net import LOOKAHEAD_STEPS, MouthNet, export_ncnn, ncnn_parity, record_in_sidecar
 from .augment import AugmentSettings
+from .dataset import Example, build_cache, load_shards, load_utterance, make_example, step_pairs
+from .net import LOOKAHEAD_STEPS, MouthNet, export_ncnn, ncnn_parity, record_in_sidecar
 from .synth_corpus import (ESPEAK_ACCENTS, FESTIVAL_VOICES, TEST_VARIANTS, TRAIN_VARIANTS,
                            load_corpus, plan, synthesize)
 from .visemes import targets_recipe
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "models" / "audio" / "audio.yaml"
 #: The recipe of the shipped model (what --rebuild reads back from the sidecar).
 DEFAULT_RECIPE: dict[str, Any] = {
-    "command": "python -m tools.train_audio --rebuild",
+    "command": "python -m tools.audio_model.train --rebuild",
     "corpus_seed": 0, "train_utterances": 5000, "test_utterances": 400,
     "variants_per_utterance": 4, "augment_seed": 0, "augment": asdict(AugmentSettings()),
     "seed": 0, "epochs": 16, "batch": 32, "lr": 3e-3, "weight_decay": 1e-4,
@@ -176,7 +176,7 @@ def build(recipe: dict, corpus: Path, cache: Path, out: Path, name: str = "audio
     # Plain JSON types: the recipe goes into YAML and is compared with the checkpoint's.
     recipe = json.loads(json.dumps(recipe))
     if recipe.get("targets", targets_recipe()) != json.loads(json.dumps(targets_recipe())):
-        raise SystemExit("the recipe's targets differ from tools/visemes.py: check out the "
+        raise SystemExit("the recipe's targets differ from tools/audio_model/visemes.py: check out the "
                          "tools that made this model, or train a new recipe")
     synthesize(corpus, plan(recipe["corpus_seed"], recipe["train_utterances"],
                             recipe["test_utterances"]), workers, progress)
@@ -213,7 +213,7 @@ def build(recipe: dict, corpus: Path, cache: Path, out: Path, name: str = "audio
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.train_audio", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m tools.audio_model.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rebuild", action="store_true",
                         help=f"use the recipe in {SHIPPED.relative_to(REPO)} (the shipped model)")

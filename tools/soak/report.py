@@ -142,7 +142,7 @@ def summary(soak, stop_s: float | None) -> str:
     barge = sorted(soak.barge_ms_all)
     out = io.StringIO()
     out.write(f"# Soak report: {len(rows)} minutes\n\n")
-    out.write(f"`python -m tools.soak --minutes {len(rows)}` on {os.cpu_count()} CPUs "
+    out.write(f"`python -m tools.soak.run --minutes {len(rows)}` on {os.cpu_count()} CPUs "
               f"(load average over the run up to {max((r['load_avg_1m'] for r in rows), default=0)}); "
               f"models: `{soak.audio_model}`, `{soak.bundle}`.\n\n")
     if rows:
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     """Re-plot a soak's soak.csv (after a change to the plot, or from a cut-short run)."""
     import argparse
     import csv
-    parser = argparse.ArgumentParser(prog="python -m tools.soak_report", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tools.soak.report", description=main.__doc__)
     parser.add_argument("csv", type=Path)
     parser.add_argument("--out", type=Path, help="PNG path (default: soak.png beside the CSV)")
     parser.add_argument("--title", default="EdgeMate soak: playlists, pushed speech, barge-ins, reloads")

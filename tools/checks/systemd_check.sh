@@ -11,7 +11,7 @@
 #      shipped hardening (ProtectProc=invisible)
 #   6. the journal holds one-line reasons, no tracebacks
 #
-#   sudo tools/systemd_check.sh [--clean]
+#   sudo tools/checks/systemd_check.sh [--clean]
 #
 # Root; idempotent: the container root is built once (debootstrap, about 2 minutes and
 # 600 MB) in $EDGEMATE_SYSTEMD_ROOT (default /var/tmp/edgemate-systemd-root) and reused;
@@ -20,7 +20,7 @@
 set -euo pipefail
 
 ROOT="${EDGEMATE_SYSTEMD_ROOT:-/var/tmp/edgemate-systemd-root}"
-SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 MIRROR="${MIRROR:-http://deb.debian.org/debian}"
 CLEAN=0
 [ "${1:-}" = "--clean" ] && CLEAN=1

@@ -2,7 +2,7 @@
 
 Features come from the runtime's own `StreamingFbank` with the settings the sidecar will
 carry, so training and appliance features are computed by the same code. Targets come from
-`tools.visemes`. Training variants (clean-ish + augmented) are computed once into shards
+`tools.audio_model.visemes`. Training variants (clean-ish + augmented) are computed once into shards
 under a cache folder (float16 features), then trained on from memory.
 """
 from __future__ import annotations

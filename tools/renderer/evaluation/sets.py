@@ -3,8 +3,8 @@
 None of it is what the renderer was trained on. Training pairs come from
 tools/avatar/params.py sample_pairs seeded with the dataset seed (default_rng([seed, shard,
 count])); the random set here draws from default_rng([HELD_OUT_BASE + seed, ...]). The
-speech set is English test sentences (every fifth line of tools/data/sentences_en.txt, never
-said in training) spoken by test voices (tools/synth_corpus.py TEST_VARIANTS and festival's
+speech set is English test sentences (every fifth line of tools/audio_model/sentences/sentences_en.txt, never
+said in training) spoken by test voices (tools/audio_model/synth_corpus.py TEST_VARIANTS and festival's
 test voice, never heard in training), turned into parameters by the shipped audio model
 through the runtime (runtime.commands.mouth.analyze_samples: what `edgemate mouth` computes).
 """
@@ -21,7 +21,7 @@ import numpy as np
 from runtime import SAMPLE_RATE
 from runtime.render.renderer import REST_EPSILON
 
-from ..avatar.params import sample_sparse
+from tools.avatar.params import sample_sparse
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def random_set(count: int, seed: int, frame_count: int) -> ParamSet:
 
 def _voices(count: int, rng: np.random.Generator, festival: bool) -> list[tuple[str, str]]:
     """(engine, voice) pairs cycling through the held-out voices."""
-    from ..synth_corpus import ESPEAK_ACCENTS, FESTIVAL_VOICES, TEST_VARIANTS
+    from tools.audio_model.synth_corpus import ESPEAK_ACCENTS, FESTIVAL_VOICES, TEST_VARIANTS
 
     pool = [("espeak", f"{ESPEAK_ACCENTS['en'][i % len(ESPEAK_ACCENTS['en'])]}+{variant}")
             for i, variant in enumerate(TEST_VARIANTS)]
@@ -83,7 +83,7 @@ def synthesize_sentences(count: int, seed: int, work: Path) -> list[dict]:
     """Synthesize `count` held-out sentences; returns [{voice, text, audio (float32 16 kHz)}]."""
     from runtime.audio.wav import read_wav
 
-    from ..synth_corpus import Utterance, load_corpus, read_sentences, sentence_split, synthesize
+    from tools.audio_model.synth_corpus import Utterance, load_corpus, read_sentences, sentence_split, synthesize
 
     rng = np.random.default_rng([HELD_OUT_BASE + seed, 2])
     pool = sentence_split(read_sentences("sentences_en.txt"), "test")

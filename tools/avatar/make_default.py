@@ -1,6 +1,6 @@
 """Generate the default character: template loop, mouth boxes and renderer training pairs.
 
-    python -m tools.make_default_avatar --out DIR [--seed 0] [--pairs N] [--template-only]
+    python -m tools.avatar.make_default --out DIR [--seed 0] [--pairs N] [--template-only]
         [--preview PNG] [--sheet PNG] [--strip PNG] [--scale S] [--shard-size N]
 
 Writes DIR/frames/%04d.png (the 8 s template loop, 200 frames of 720x1280), DIR/crop_boxes.npy
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .avatar.dataset import FRAME_PATTERN, DatasetError, DatasetSpec, check_identity, write_manifest, write_pairs
-from .avatar.png import write_png
-from .avatar.scene import AvatarSettings, DefaultAvatar
-from .avatar.sheets import loop_strip, mouth_sheet
+from .dataset import FRAME_PATTERN, DatasetError, DatasetSpec, check_identity, write_manifest, write_pairs
+from .png import write_png
+from .scene import AvatarSettings, DefaultAvatar
+from .sheets import loop_strip, mouth_sheet
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def write_template(out: Path, avatar: DefaultAvatar) -> float:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tools.make_default_avatar", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m tools.avatar.make_default", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, help="output directory (template, crop boxes, dataset)")
     p.add_argument("--seed", type=int, default=0, help="character variant and pair sampling (default 0)")
     p.add_argument("--pairs", type=int, default=4096, help="training pairs to write (default 4096)")
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = DatasetSpec(
             source=SOURCE, seed=args.seed, frame_size=settings.frame_size, box_size=settings.box,
             frames=args.frames, pairs=pairs, shard_size=args.shard_size,
-            generator={"command": "python -m tools.make_default_avatar " + " ".join(
+            generator={"command": "python -m tools.avatar.make_default " + " ".join(
                            f"--{k} {v}" for k, v in (("seed", args.seed), ("pairs", pairs), ("scale", args.scale),
                                                      ("frames", args.frames), ("shard-size", args.shard_size))),
                        "design_size": [720, 1280], "scale": args.scale})

@@ -1,6 +1,6 @@
 """Evaluate an avatar bundle's renderer against the procedural generator's exact ground truth.
 
-    python -m tools.eval_renderer BUNDLE_DIR [--pairs N] [--seed S] [--out-dir DIR] [--skip-bench]
+    python -m tools.renderer.evaluate BUNDLE_DIR [--pairs N] [--seed S] [--out-dir DIR] [--skip-bench]
         [--sentences N] [--audio-model YAML] [--bench-seconds S] [--debug]
 
 Writes EVAL.md, EVAL.json, EVAL_sheet.png (and EVAL_plots.png when matplotlib is installed)
@@ -26,13 +26,13 @@ from typing import Sequence
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_AUDIO_MODEL = REPO / "models" / "audio" / "audio.yaml"
 SHEET, PLOTS = "EVAL_sheet.png", "EVAL_plots.png"
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tools.eval_renderer", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m tools.renderer.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("bundle", type=Path, metavar="BUNDLE_DIR", help="avatar bundle directory")
     p.add_argument("--pairs", type=int, default=300, help="held-out random combinations (default 300)")
     p.add_argument("--seed", type=int, default=0, help="held-out sampling seed, offset from training's (default 0)")
@@ -53,7 +53,7 @@ def _speech(evaluator, args) -> tuple[dict, object]:
     """(JSON section, SetResult or None); a speech set that cannot be made is reported, not fatal."""
     from runtime.models.ncnn_model import ModelError
 
-    from .renderer_eval.sets import speech_set
+    from tools.renderer.evaluation.sets import speech_set
 
     if args.sentences <= 0:
         return {"status": "skipped: --sentences 0"}, None
@@ -70,12 +70,12 @@ def _speech(evaluator, args) -> tuple[dict, object]:
 def evaluate_bundle(args, command: str) -> dict:
     from runtime.render.bundle import load_bundle
 
-    from .renderer_eval import sets
-    from .renderer_eval.evaluate import Evaluator
-    from .renderer_eval.report import FULL_PSNR_DB, COARSE_PSNR_DB, REPORT_SCHEMA, goals
-    from .renderer_eval.sheet import write_plots, write_sheet
-    from .renderer_eval.stages import model_facts, run_bench
-    from .renderer_eval.truth import GroundTruth, check_bundle, read_source
+    from tools.renderer.evaluation.evaluate import Evaluator
+    from tools.renderer.evaluation.report import FULL_PSNR_DB, COARSE_PSNR_DB, REPORT_SCHEMA, goals
+    from tools.renderer.evaluation.sheet import write_plots, write_sheet
+    from tools.renderer.evaluation.stages import model_facts, run_bench
+    from tools.renderer.evaluation.truth import GroundTruth, check_bundle, read_source
+    from .evaluation import sets
 
     started = time.monotonic()
     spec = read_source(args.bundle)
@@ -115,7 +115,7 @@ def evaluate_bundle(args, command: str) -> dict:
         bench = run_bench(bundle.path, args.bench_seconds, args.audio_model)
 
     result = {
-        "schema": REPORT_SCHEMA, "tool": "tools.eval_renderer", "command": command,
+        "schema": REPORT_SCHEMA, "tool": "tools.renderer.evaluate", "command": command,
         "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "bundle": {"path": str(args.bundle), "name": bundle.name, "fixture": bundle.fixture,
                    "frame_size": list(bundle.frame_size), "frames": bundle.frame_count,
@@ -150,10 +150,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _parser().error("need --pairs >= 1, --temporal-frames >= 3, --verify-frames >= 0, --bench-seconds > 0")
     from runtime.models.ncnn_model import ModelError
 
-    from .renderer_eval.report import write_json, write_markdown
-    from .renderer_eval.truth import EvalError
+    from tools.renderer.evaluation.report import write_json, write_markdown
+    from tools.renderer.evaluation.truth import EvalError
 
-    command = "python -m tools.eval_renderer " + shlex.join(argv)
+    command = "python -m tools.renderer.evaluate " + shlex.join(argv)
     try:
         result = evaluate_bundle(args, command)
         out_dir = args.out_dir or args.bundle

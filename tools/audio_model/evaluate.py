@@ -1,6 +1,6 @@
 """Evaluate the shipped audio model through the runtime (ncnn) and write models/audio/EVAL.md.
 
-    python -m tools.eval_audio [--audio-model models/audio/audio.yaml] [--corpus /work/cache/corpus]
+    python -m tools.audio_model.evaluate [--audio-model models/audio/audio.yaml] [--corpus /work/cache/corpus]
 
 Everything runs through `runtime.commands.mouth.analyze_samples`: the runtime's resampler, fbank,
 ncnn model and MouthAnalyzer, exactly what `edgemate mouth` and the appliance compute.
@@ -36,7 +36,7 @@ from .visemes import LEAD_S, Segment, frame_targets, speech_mask
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 EXTERNAL = REPO.parent / "shared" / "data" / "external"
 CONDITIONS = ("clean", "snr10", "telephone", "speed0.8", "speed1.2")
 GOALS = {"r_open": 0.85, "r_mean": 0.65, "silence_closure": 0.98, "onset_delay_frames": 1.0,
@@ -93,7 +93,7 @@ def evaluate_set(model: AudioModel, corpus: Path, metas: Sequence[dict], name: s
         settled = settled_silence(speech)
         closed.append(pred[settled, 0] < CLOSED)
         # The same without the frame just before speech resumes, where the targets (and real
-        # mouths) already open for the coming sound (tools.visemes.LEAD_S).
+        # mouths) already open for the coming sound (tools.audio_model.visemes.LEAD_S).
         before_speech = np.zeros(len(speech), bool)
         before_speech[:-1] = speech[1:] & ~speech[:-1]
         closed_no_lead.append(pred[settled & ~before_speech, 0] < CLOSED)
@@ -199,7 +199,7 @@ def write_report(result: dict, out_dir: Path) -> None:
              f"look-ahead {result['lookahead_ms']:g} ms; trained {result['train_minutes']:.1f} min on "
              "the CPU. Run through the runtime (ncnn via `runtime.commands.mouth.analyze_samples`: the "
              "runtime's resampler, fbank, model and MouthAnalyzer). Written by "
-             "`python -m tools.eval_audio`; all numbers also in EVAL.json.", "",
+             "`python -m tools.audio_model.evaluate`; all numbers also in EVAL.json.", "",
              f"## Held-out voices ({clean['utterances']} utterances, {clean['frames']} frames)", "",
              "Voices never heard in training (espeak-ng variants "
              f"{', '.join(result['test_voices']['espeak_variants'])}; festival "
@@ -219,7 +219,7 @@ def write_report(result: dict, out_dir: Path) -> None:
               f"| <= 1 | {_mark(od['median'] <= GOALS['onset_delay_frames'])} |",
               "", "Silence closure in detail: the targets themselves score "
               f"{clean['silence_closure_of_targets']:.4f} on the same frames (the mouth starts "
-              f"forming a sound {LEAD_S * 1000:.0f} ms before it is heard, tools/visemes.py LEAD_S, "
+              f"forming a sound {LEAD_S * 1000:.0f} ms before it is heard, tools/audio_model/visemes.py LEAD_S, "
               "so the frame just before speech resumes may already be open). Leaving that one "
               f"frame out, the model scores {clean['silence_closure_without_anticipation']:.4f}.", "",
               "r(open) per held-out voice: " + ", ".join(
@@ -252,7 +252,7 @@ def write_report(result: dict, out_dir: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.eval_audio", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m tools.audio_model.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--audio-model", type=Path, default=REPO / "models" / "audio" / "audio.yaml")
     parser.add_argument("--corpus", type=Path, default=Path("/work/cache/corpus"))

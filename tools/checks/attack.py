@@ -1,7 +1,7 @@
 """A hostile integrator against a running appliance: bad requests, idle and slow clients,
 speech-socket abuse, signals, deleted sockets, a second instance and broken bundles.
 
-    python -m tools.attack [--bundle DIR] [--audio-model SIDECAR] [--json]
+    python -m tools.checks.attack [--bundle DIR] [--audio-model SIDECAR] [--json]
 
 Starts `edgemate run` (the stream source, null sink, control and speech sockets in a
 temporary folder), runs every case against it, local sockets only and
@@ -31,7 +31,7 @@ from typing import Callable, Sequence
 import numpy as np
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_BUNDLE = REPO / "models" / "avatars" / "default"
 DEFAULT_AUDIO = REPO / "models" / "audio" / "audio.yaml"
 
@@ -359,7 +359,7 @@ def start(folder: Path, audio_model: Path, bundle: Path) -> Target:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.attack", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.checks.attack", description=__doc__.split("\n")[0])
     parser.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE)
     parser.add_argument("--audio-model", type=Path, default=DEFAULT_AUDIO)
     parser.add_argument("--json", action="store_true", help="print every outcome as JSON")
