@@ -40,7 +40,8 @@ def test_ten_second_run_records_a_synced_mp4_and_never_imports_torch(model_fixtu
                      "--set", "display.record.path={tmp_path / 'run.mp4'}",
                      "--set", "run.duration_s=10",
                      "--audio-model", "{model_fixtures[0]}", "--bundle", "{model_fixtures[1]}"])
-        print("TORCH_LOADED", "torch" in sys.modules, "CODE", code)
+        heavy = any(name in sys.modules for name in ("torch", "mediapipe", "pnnx"))
+        print("TORCH_LOADED", heavy, "CODE", code)
     """)
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
                           text=True, timeout=120)
@@ -103,9 +104,10 @@ def test_missing_default_models_exit_78_with_one_line(tmp_path):
     assert "avatar.yaml" in str(err.value) and "\n" not in str(err.value)
 
 
-def test_runtime_sources_never_import_torch():
+def test_runtime_sources_never_import_torch_or_mediapipe():
     offenders = [str(p) for p in (REPO / "runtime").rglob("*.py")
-                 if any(line.lstrip().startswith(("import torch", "from torch", "import pnnx"))
+                 if any(line.lstrip().startswith(("import torch", "from torch", "import pnnx",
+                                                  "import mediapipe", "from mediapipe"))
                         for line in p.read_text().splitlines())]
     assert offenders == []
 

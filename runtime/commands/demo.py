@@ -16,7 +16,7 @@ DEMO_RECORDING = "edgemate-demo.mp4"
 NO_DEFAULT_AVATAR = """\
 edgemate demo: no default avatar is installed ({missing} is missing).
 It ships with EdgeMate (models/avatars/default): reinstall, point --bundle at an avatar
-bundle, or rebuild it from a source checkout with: python -m tools.train_renderer --rebuild"""
+bundle, or rebuild it from a source checkout with: python -m tools.renderer.train --rebuild"""
 
 
 def demo_clip(bundle_dir: Path) -> Path | None:

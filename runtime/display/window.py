@@ -1,9 +1,12 @@
 """WindowSink: frames on screen through pygame-ce (a desktop window, or the whole screen).
 
 The frame lives in a streaming SDL texture; SDL's renderer scales it to the window on the
-GPU (letterboxed, linear filtering). Per frame the CPU blits the template frame and the mouth
-patch into a persistent Surface and uploads it; when the template frame is the one already
-shown (a still template), only the old and new patch boxes are redrawn and uploaded.
+GPU (letterboxed, linear filtering). Per frame the CPU paints the template frame and then the
+mouth patch into its RGB frame buffer (a memcpy-speed pass), blits that into a persistent
+Surface (SDL's RGB -> ARGB conversion, reading a buffer still in cache: faster than
+converting the template straight from its cold pages) and uploads it; when the template
+frame is the one already shown (a still template), only the old and new patch boxes are
+redrawn and uploaded.
 The same code drives a desktop (x11, wayland, macOS), a console kiosk (kmsdrm) and the
 headless test driver (dummy).
 """
@@ -115,6 +118,7 @@ class WindowSink(DisplaySink):
         self._texture = None
         self._surface = None
         self._scratch: np.ndarray | None = None
+        self._frame: np.ndarray | None = None  # the composed frame, RGB, what SDL converts
         # The template frame on screen and the patch box over it (what the next frame undoes).
         self._shown_key: object = None
         self._shown_box = NO_BOX
@@ -186,6 +190,7 @@ class WindowSink(DisplaySink):
         self._surface = pg.Surface(frame_size, pg.SRCALPHA, 32)
         self._surface.fill(_BLACK)
         self._scratch = np.empty(frame_size[0] * frame_size[1] * 3, np.uint8)
+        self._frame = np.zeros((frame_size[1], frame_size[0], 3), np.uint8)
         self._shown_key, self._shown_box = None, NO_BOX
         self.frame_size = frame_size
         self.frame_count = 0
@@ -205,6 +210,7 @@ class WindowSink(DisplaySink):
         self._texture = None
         self._renderer = None
         self._surface = None
+        self._frame = None
         if self._window is not None:
             try:
                 self._window.destroy()
@@ -243,28 +249,26 @@ class WindowSink(DisplaySink):
         if w == 0 or h == 0:
             return  # nothing changed: the screen already shows this frame
         pg = self._pg
-        try:
-            self._blit(template, box)
+        frame = self._frame
+        if (w, h) == (fw, fh):
+            picture.paint_into(frame)  # the template, then the patch: one pass
+            region = frame
+        else:
+            frame[y:y + h, x:x + w] = template[y:y + h, x:x + w]
             if picture.patch is not None:
                 px, py, pw, ph = picture.box
-                self._surface.blit(pg.image.frombuffer(picture.patch, (pw, ph), "RGB"), (px, py))
+                frame[py:py + ph, px:px + pw] = picture.patch
+            # frombuffer needs contiguous rows; a slice of the preallocated scratch avoids
+            # a new array per frame.
+            region = self._scratch[: w * h * 3].reshape(h, w, 3)
+            np.copyto(region, frame[y:y + h, x:x + w])
+        try:
+            self._surface.blit(pg.image.frombuffer(region, (w, h), "RGB"), (x, y))
             self._upload(box)
             self._render()
         except pg.error as exc:
             raise DisplayError(f"window: SDL error while drawing: {_one_line(exc)}") from None
         self.frame_count += 1
-
-    def _blit(self, template: np.ndarray, box: tuple[int, int, int, int]) -> None:
-        x, y, w, h = box
-        fw, fh = self.frame_size
-        if (w, h) == (fw, fh) and template.flags.c_contiguous:
-            region = template
-        else:
-            # frombuffer needs contiguous rows; a slice of the preallocated scratch avoids
-            # a new array per frame.
-            region = self._scratch[: w * h * 3].reshape(h, w, 3)
-            np.copyto(region, template[y:y + h, x:x + w])
-        self._surface.blit(self._pg.image.frombuffer(region, (w, h), "RGB"), (x, y))
 
     def _upload(self, box: tuple[int, int, int, int]) -> None:
         # A subsurface shares the parent's pixels and pitch: SDL uploads just that box.

@@ -27,7 +27,7 @@ def moved_weight(change: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """(3, h, w) stage change in [0, 1] units -> (h, w) weight in [0, 1]: 0 where the stage
     changed nothing (below `lo` in every channel), 1 from `hi`, grown by one stage pixel so
     it covers the band in which the template's sharp edges differ from their downscale.
-    tools/renderer_net.py:moved_weight is the same in torch (training composes this way)."""
+    tools/renderer/net.py:moved_weight is the same in torch (training composes this way)."""
     moved = np.abs(change).max(axis=0)
     moved -= np.float32(lo)
     moved *= np.float32(1.0 / (hi - lo))
@@ -117,7 +117,7 @@ class NcnnRenderer:
                                       "params": params}, ("image",))["image"]
             changes.append((fine, fine_in, weights[Quality.FULL]))
         # Only the stage's *change* is upscaled: pixels it leaves alone keep the template's
-        # full box resolution, so nothing blurs and no edge shows (tools/renderer_net.py).
+        # full box resolution, so nothing blurs and no edge shows (tools/renderer/net.py).
         with self.timer.measure("upscale"):
             b = self.bundle
             x, y = (int(v) for v in b.crop_boxes[template_index])
