@@ -13,6 +13,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import os
@@ -24,7 +25,8 @@ from collections.abc import Callable
 
 from runtime import __version__
 from runtime.config.schema import Config
-from runtime.pipeline.appliance import Appliance, ApplianceError, RunReport, SpeechControl
+from runtime.pipeline.appliance import (Appliance, ApplianceError, ApplianceStatus, RunReport,
+                                        SpeechControl)
 from .health import process_usage, read_temperature_c, trim_heap
 from .sd_notify import Notifier
 from .status import ServiceStatus, Totals
@@ -34,6 +36,12 @@ log = logging.getLogger(__name__)
 #: A source read normally returns within its poll (20 ms) or its own stall timeout (a mic's
 #: is a second or two); this long without one means the intake thread is stuck in it.
 INTAKE_STALL_S = 5.0
+
+#: What the service status shows of the running appliance as it is; the counts are summed
+#: over every appliance this service ran instead, and last_error falls back to the service's.
+_TOTALLED = {"frames_shown", "drops", "preempted", "barge_ins", "last_error"}
+_CARRIED = tuple(f.name for f in dataclasses.fields(ApplianceStatus)
+                 if f.name in {g.name for g in dataclasses.fields(ServiceStatus)} and f.name not in _TOTALLED)
 
 
 class Service:
@@ -243,34 +251,27 @@ class Service:
         # An appliance already added to the totals (it stopped) adds no more.
         counted = live if live is not None and not (
             self._accounted is not None and appliance is self._accounted()) else None
-        totals = self.totals
-        governor = live.governor if live is not None else None
-        # The appliance's sensor thread has the reading; before it runs, read once here.
-        temperature = live.temperature_c if live is not None else read_temperature_c()
+        # Before an appliance runs, its sensor thread has no reading: read once here.
+        base = live if live is not None else ApplianceStatus(temperature_c=read_temperature_c())
+        carried = {name: getattr(base, name) for name in _CARRIED}
+        totals, governor = self.totals, base.governor
+
+        def total(kept: int, name: str) -> int:
+            return kept + (getattr(counted, name) if counted is not None else 0)
+
         return ServiceStatus(
             version=__version__, pid=os.getpid(), state=self.state,
-            uptime_s=round(time.monotonic() - self.started_at, 1),
-            level=live.level if live else None, fps=live.fps if live else 0.0,
-            frames_shown=totals.frames_shown + (counted.frames_shown if counted else 0),
-            drops=totals.frames_dropped + (counted.drops if counted else 0),
-            preempted=totals.frames_preempted + (counted.preempted if counted else 0),
-            mouth_missing=live.mouth_missing if live else 0,
-            temperature_c=temperature, throttled=live.throttled if live else (),
-            cpu_other_percent=live.cpu_other_percent if live else None,
-            governor=governor,
+            uptime_s=round(time.monotonic() - self.started_at, 1), **carried,
+            frames_shown=total(totals.frames_shown, "frames_shown"),
+            drops=total(totals.frames_dropped, "drops"),
+            preempted=total(totals.frames_preempted, "preempted"),
+            barge_ins=total(totals.barge_ins, "barge_ins"),
             quality_switches=governor["switch_count"] if governor else None,
             time_at_level_s=governor["time_at_level_s"] if governor else None,
-            source=live.source if live else None, pushed=live.pushed if live else None,
-            sink=live.sink if live else None, sink_note=live.sink_note if live else None,
-            clock=live.clock if live else None,
-            max_av_offset_ms=live.max_av_offset_ms if live else 0.0,
-            recent_max_av_offset_ms=live.recent_max_av_offset_ms if live else 0.0,
-            barge_ins=totals.barge_ins + (counted.barge_ins if counted else 0),
-            barge_in_latency_ms=live.barge_in_latency_ms if live else None,
             reloads=totals.reloads, reload_failures=totals.reload_failures,
             says=totals.says, says_rejected=totals.says_rejected,
             config=tuple(str(path) for path in self.config.sources) if self.config else (),
-            last_error=(live.last_error if live else None) or self.last_error,
+            last_error=base.last_error or self.last_error,
             **process_usage())
 
     def controls(self) -> SpeechControl | None:

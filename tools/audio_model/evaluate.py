@@ -128,10 +128,16 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
     return round(float(np.corrcoef(a, b)[0, 1]), 4)
 
 
+def frame_db(audio: np.ndarray, frames: int) -> np.ndarray:
+    """Energy of each 40 ms video frame, dB (the audio zero-padded or cut to `frames`)."""
+    n = frames * SAMPLES_PER_FRAME
+    padded = np.pad(audio, (0, max(0, n - len(audio))))[:n]
+    return 10 * np.log10(np.mean(padded.reshape(frames, -1) ** 2, axis=1) + 1e-10)
+
+
 def energy_speech(audio: np.ndarray, frames: int) -> np.ndarray:
     """Speech frames of a real recording: energy within 30 dB of the loud frames, 40 ms hangover."""
-    padded = np.pad(audio, (0, frames * SAMPLES_PER_FRAME - len(audio)))[: frames * SAMPLES_PER_FRAME]
-    db = 10 * np.log10(np.mean(padded.reshape(frames, -1) ** 2, axis=1) + 1e-10)
+    db = frame_db(audio, frames)
     active = db > np.percentile(db, 95) - 30
     held = active.copy()
     held[1:] |= active[:-1]

@@ -19,8 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime import SAMPLE_RATE, SAMPLES_PER_FRAME
+from runtime import SAMPLE_RATE
 from runtime.speech.audio_model import AudioModel
+
+from .evaluate import energy_speech, frame_db
 
 MAX_LAG = 3
 
@@ -33,18 +35,21 @@ def clip_audio(video: Path) -> np.ndarray:
 
 
 def energy_baseline(audio: np.ndarray, frames: int) -> np.ndarray:
-    padded = np.pad(audio, (0, max(0, frames * SAMPLES_PER_FRAME - len(audio))))[: frames * SAMPLES_PER_FRAME]
-    db = 10 * np.log10(np.mean(padded.reshape(frames, -1) ** 2, axis=1) + 1e-10)
-    return np.convolve(db, np.ones(3) / 3, mode="same")
+    return np.convolve(frame_db(audio, frames), np.ones(3) / 3, mode="same")
+
+
+def aligned(model: np.ndarray, real: np.ndarray, mask: np.ndarray, lag: int
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """(model[k + lag], real[k]) over the frames k where both exist and mask[k]."""
+    k = np.arange(max(0, -lag), min(len(real), len(model) - lag))
+    k = k[mask[k]]
+    return model[k + lag], real[k]
 
 
 def lagged_r(model: np.ndarray, real: np.ndarray, mask: np.ndarray, lag: int) -> float:
     """r between model[k + lag] and real[k] over frames k where both exist and mask[k]."""
-    n = len(real)
-    k = np.arange(max(0, -lag), min(n, len(model) - lag))
-    k = k[mask[k]]
-    a, b = model[k + lag], real[k]
-    if len(k) < 10 or a.std() == 0 or b.std() == 0:
+    a, b = aligned(model, real, mask, lag)
+    if len(a) < 10 or a.std() == 0 or b.std() == 0:
         return 0.0
     return float(np.corrcoef(a, b)[0, 1])
 
@@ -69,7 +74,6 @@ def evaluate_clip(model: AudioModel, video: Path, lips_json: Path, run_model) ->
     audio = clip_audio(video)
     params = run_model(model, audio)
     frames = len(rows)
-    from .evaluate import energy_speech
     speech = energy_speech(audio, frames) & found
     energy = energy_baseline(audio, frames)
     real = {"open": np.nan_to_num(gap), "wide": np.nan_to_num(width),
@@ -100,10 +104,7 @@ def pooled(results: list[dict], model_lags: dict[str, int] | None = None) -> dic
         for res in results:
             s = res["series"]
             model = s["model_open"] if key == "model" else energy_baseline(s["audio"], len(s["speech"]))
-            real, mask = s["real_open"], s["speech"]
-            k = np.arange(max(0, -lag), min(len(real), len(model) - lag))
-            k = k[mask[k]]
-            a, b = model[k + lag], real[k]
+            a, b = aligned(model, s["real_open"], s["speech"], lag)
             a_all.append((a - a.mean()) / (a.std() + 1e-9))
             b_all.append((b - b.mean()) / (b.std() + 1e-9))
         a, b = np.concatenate(a_all), np.concatenate(b_all)
