@@ -1,7 +1,8 @@
 """The work of one video frame, the same for the kiosk's frame loop and `edgemate bench`.
 
     prepare(k, params, plan):  render the mouth box at the plan's level (renderer, timed by
-                               stage) -> blend it with template frame k mod N (composite)
+                               stage) -> blend it with template frame k mod N (composite;
+                               one ncnn pass with the upscale where the renderer can)
     show(frame, sink, audio):  the frame's audio to a sink that records it, then the picture
                                (template + patch) to the sink (present)
 
@@ -36,15 +37,24 @@ class FrameBody:
     def __init__(self, bundle: AvatarBundle, renderer: Renderer, compositor: Compositor,
                  timer: StageTimer) -> None:
         self.bundle, self.renderer, self.compositor, self.timer = bundle, renderer, compositor, timer
+        # A renderer without the one-pass patch (test doubles) always takes the crop path.
+        self._fused = getattr(renderer, "render_patch", None) or (lambda *args: None)
 
     def prepare(self, number: int, params: np.ndarray, plan: RenderPlan) -> PreparedFrame:
         bundle = self.bundle
         index = number % bundle.frame_count
-        crop = self.renderer.render(params, index, plan.level, plan.blend_from, plan.weight)
         template = bundle.frames[index]
-        with self.timer.measure("composite"):
-            x, y = bundle.crop_boxes[index]
-            patch, box = self.compositor.blend(template, crop, int(x), int(y))
+        # One pass where the renderer has it (the patch straight from the stage output);
+        # otherwise the crop, then the compositor (cross-fades, boxes off the frame).
+        painted = self._fused(params, index, plan.level, plan.blend_from, plan.weight)
+        if painted is not None:
+            patch, box = painted
+            crop = patch  # the whole mouth box as shown (what the lip-sync meter reads)
+        else:
+            crop = self.renderer.render(params, index, plan.level, plan.blend_from, plan.weight)
+            with self.timer.measure("composite"):
+                x, y = bundle.crop_boxes[index]
+                patch, box = self.compositor.blend(template, crop, int(x), int(y))
         return PreparedFrame(number, index, params, plan, crop,
                              Picture(template, patch, box, template_key=index))
 

@@ -13,7 +13,9 @@ import numpy as np
 from runtime.models.ncnn_model import NcnnModel, load_sidecar, squeezed_shape
 from runtime.quality.levels import Quality
 from runtime.schedule.stage_timer import StageTimer
+from runtime.display.sink import NO_BOX, Box
 from .bundle import AvatarBundle, BundleError
+from .patch_painter import PatchPainter
 from .resize import shrink_chw
 from .upscale import Upscaler
 
@@ -81,6 +83,12 @@ class NcnnRenderer:
         # Per stage size, what goes to the upscale: [change (3), stage template (3), moved (1)]
         # (the plain composition uses the first three): allocated once, not per frame.
         self._small = {side: np.empty((7, side, side), np.float32) for side in (cs, fs)}
+        # The frame path's one-pass patch (upscale + composition + mask blend in ncnn), per
+        # stage size; the numpy path below stays for cross-fades and boxes off the frame.
+        composition = bundle.composition
+        moved = (composition.moved_from, composition.moved_to) if composition.replaces_moved else None
+        self.painters = {side: PatchPainter(bundle.box_size, bundle.mask, moved, threads)
+                         for side in (cs, fs)}
 
     def _template_inputs(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         if not self._ready[index]:
@@ -93,29 +101,66 @@ class NcnnRenderer:
             self._ready[index] = True
         return self._coarse_inputs[index], self._fine_inputs[index]
 
-    def render(self, params: np.ndarray, template_index: int, level: Quality,
-               blend_from: Quality | None = None, weight: float = 1.0) -> np.ndarray | None:
-        """The crop at `level`; with `blend_from`, a cross-fade: `weight` of `level`'s change
-        and the rest of `blend_from`'s (PASS changes nothing), for a switch without a pop."""
-        if float(np.max(params)) < REST_EPSILON:
-            return None
-        weights = {level: weight} if blend_from is None else {level: weight, blend_from: 1.0 - weight}
-        weights = {lvl: share for lvl, share in weights.items() if lvl != Quality.PASS and share > 0}
-        if not weights:
-            return None
+    def _stages(self, params: np.ndarray, template_index: int,
+                weights: dict) -> list[tuple[np.ndarray, np.ndarray, float]]:
+        """Run the stages `weights` asks for: [(stage output, its template input, share)]."""
         params = params.astype(np.float32, copy=True)
         params[0] = min(1.0, params[0] * self.bundle.open_scale)
         coarse_in, fine_in = self._template_inputs(template_index)
         with self.timer.measure("coarse"):
             coarse = self.coarse.run({"template_crop": coarse_in, "params": params}, ("image",))["image"]
-        changes = []  # (stage output, its template input, weight)
+        changes = []
         if Quality.COARSE in weights:
-            changes.append((coarse, coarse_in, weights[Quality.COARSE]))
+            changes.append((coarse.reshape(coarse_in.shape), coarse_in, weights[Quality.COARSE]))
         if Quality.FULL in weights:
             with self.timer.measure("fine"):
                 fine = self.fine.run({"coarse_image": coarse, "template_crop": fine_in,
                                       "params": params}, ("image",))["image"]
-            changes.append((fine, fine_in, weights[Quality.FULL]))
+            changes.append((fine.reshape(fine_in.shape), fine_in, weights[Quality.FULL]))
+        return changes
+
+    @staticmethod
+    def _weights(params: np.ndarray, level: Quality, blend_from: Quality | None,
+                 weight: float) -> dict:
+        """{level: share} of the levels that draw something; {} for a mouth at rest or PASS."""
+        if float(np.max(params)) < REST_EPSILON:
+            return {}
+        weights = {level: weight} if blend_from is None else {level: weight, blend_from: 1.0 - weight}
+        return {lvl: share for lvl, share in weights.items() if lvl != Quality.PASS and share > 0}
+
+    def render_patch(self, params: np.ndarray, template_index: int, level: Quality,
+                     blend_from: Quality | None = None, weight: float = 1.0
+                     ) -> tuple[np.ndarray | None, Box] | None:
+        """The blended mouth patch and its frame box in one pass (the frame path), or None
+        where only render() + the compositor can do it: a cross-fade of two levels, a mouth
+        box reaching off the frame, ncnn unavailable. (None, NO_BOX): nothing to draw."""
+        weights = self._weights(params, level, blend_from, weight)
+        if not weights:
+            return None, NO_BOX
+        if len(weights) != 1 or next(iter(weights.values())) != 1.0:
+            return None
+        b = self.bundle
+        x, y = (int(v) for v in b.crop_boxes[template_index])
+        frame = b.frames[template_index]
+        height, width = frame.shape[:2]
+        painter = self.painters[b.crop_size if Quality.FULL in weights else b.coarse_size]
+        if not painter.available or x < 0 or y < 0 or x + b.box_size > width or y + b.box_size > height:
+            return None
+        (image, stage_template, _), = self._stages(params, template_index, weights)
+        with self.timer.measure("composite"):
+            patch = painter.paint(image, stage_template, frame, x, y)
+        if patch is None:
+            return None
+        return patch, (x, y, b.box_size, b.box_size)
+
+    def render(self, params: np.ndarray, template_index: int, level: Quality,
+               blend_from: Quality | None = None, weight: float = 1.0) -> np.ndarray | None:
+        """The crop at `level`; with `blend_from`, a cross-fade: `weight` of `level`'s change
+        and the rest of `blend_from`'s (PASS changes nothing), for a switch without a pop."""
+        weights = self._weights(params, level, blend_from, weight)
+        if not weights:
+            return None
+        changes = self._stages(params, template_index, weights)
         # Only the stage's *change* is upscaled: pixels it leaves alone keep the template's
         # full box resolution, so nothing blurs and no edge shows (tools/renderer/net.py).
         with self.timer.measure("upscale"):
