@@ -32,12 +32,14 @@ def no_desktop(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
-@pytest.fixture()
-def window():
+@pytest.fixture(params=["texture", "surface"])
+def window(request):
+    """Window sinks on SDL's dummy driver, through each screen path in turn."""
     sinks = []
 
     def make(**kwargs):
         kwargs.setdefault("driver", "dummy")
+        kwargs.setdefault("path", request.param)
         sink = WindowSink(**kwargs)
         sinks.append(sink)
         return sink
@@ -130,6 +132,69 @@ def test_window_letterboxes_into_a_window_of_another_shape(window):
     assert shot.shape == (400, 400, 3)
     assert shot[:, : x - 1].max() == 0 and shot[:, x + w + 1:].max() == 0  # black bars
     assert shot[y + 5:y + h - 5, x + 5:x + w - 5].min() >= 245  # scaled picture
+
+
+@pytest.mark.parametrize("scale_filter", ["smooth", "fast"])
+def test_a_scaled_frame_keeps_its_picture_through_either_filter(window, scale_filter):
+    sink = window(window_size=(320, 576), scale_filter=scale_filter)  # twice the frame
+    sink.open(FRAME)
+    frame = solid((200, 30, 40))
+    frame[:, FRAME[0] // 2:] = (10, 200, 30)  # left red, right green
+    patch = np.full((40, 40, 3), (0, 0, 250), np.uint8)
+    sink.present(Picture(frame, patch, (20, 20, 40, 40), template_key=0), 0)
+    shot = sink.screenshot().astype(int)
+    assert shot.shape == (576, 320, 3)
+    assert np.abs(shot[300, 60] - (200, 30, 40)).max() <= 3
+    assert np.abs(shot[300, 260] - (10, 200, 30)).max() <= 3
+    assert np.abs(shot[80, 80] - (0, 0, 250)).max() <= 3  # the patch, scaled with the frame
+
+
+def test_auto_path_takes_the_surface_without_a_gpu_and_says_why(monkeypatch):
+    from runtime.display import screen_paths
+    sink = WindowSink(driver="dummy")
+    try:
+        sink.open(FRAME)
+        assert sink.path == "surface" and "dummy" in sink.path_reason
+    finally:
+        sink.close()
+
+    class FakePg:
+        error = RuntimeError
+
+        class display:
+            @staticmethod
+            def get_driver():
+                return "x11"
+
+        class Window:
+            def __init__(self, *args, **kwargs):
+                pass
+
+            def destroy(self):
+                pass
+
+    class FakeVideo:
+        @staticmethod
+        def Renderer(window):
+            return object()
+
+        @staticmethod
+        def get_drivers():
+            return []
+
+    for gl, wanted in (("llvmpipe (LLVM 15.0.6, 256 bits)", "surface"),
+                       ("V3D 4.2", "texture"), ("Mesa Intel(R) UHD Graphics", "texture")):
+        monkeypatch.setattr(screen_paths, "_gl_renderer_name", lambda gl=gl: gl)
+        path, why = screen_paths.choose_path(FakePg, FakeVideo, "auto")
+        assert path == wanted and gl in why
+    assert screen_paths.choose_path(FakePg, FakeVideo, "texture") == ("texture", "display.path: texture")
+
+
+def test_unknown_path_or_filter_is_rejected_early():
+    with pytest.raises(ValueError, match="allowed are auto, texture, surface"):
+        WindowSink(path="gpu")
+    with pytest.raises(ValueError, match="allowed are smooth, fast"):
+        WindowSink(scale_filter="cubic")
 
 
 def test_fullscreen_fills_the_desktop_and_hides_the_pointer(window):

@@ -124,3 +124,27 @@ def test_a_box_off_the_frame_takes_the_crop_path(model_fixtures):
     assert renderer.render_patch(params, 0, Quality.FULL) is None
     body = FrameBody(bundle, renderer, Compositor(bundle.mask), StageTimer())
     assert body.prepare(0, params, RenderPlan(Quality.FULL)).picture.box[0] == 0
+
+
+def test_stage_inputs_are_the_area_means_of_the_box():
+    from runtime.render.patch_painter import StageInputs
+    from runtime.render.resize import shrink_chw
+    rng = np.random.default_rng(5)
+    frame = rng.integers(0, 256, (300, 200, 3), dtype=np.uint8)
+    made = StageInputs(128, (64, 32)).make(frame, 40, 100)
+    chw = frame[100:228, 40:168].transpose(2, 0, 1).astype(np.float32) / np.float32(255)
+    for size in (64, 32):
+        assert made[size].shape == (3, size, size)
+        np.testing.assert_allclose(made[size], shrink_chw(np.ascontiguousarray(chw), size), atol=1e-6)
+    assert StageInputs(128, (64,)).make(frame, -1, 0) is None  # off the frame: numpy pads
+    assert StageInputs(128, (48,)).make(frame, 0, 0) is None  # not a divisor: numpy resizes
+
+
+def test_renderer_inputs_match_the_numpy_path_on_and_off_the_frame(model_fixtures):
+    bundle = load_bundle(model_fixtures[1])
+    renderer = NcnnRenderer(bundle)
+    numpy_renderer = NcnnRenderer(bundle)
+    numpy_renderer._inputs._net = None
+    for index in (0, 3):
+        for got, want in zip(renderer._template_inputs(index), numpy_renderer._template_inputs(index)):
+            np.testing.assert_allclose(got, want, atol=1e-6)

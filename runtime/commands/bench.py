@@ -26,6 +26,7 @@ from typing import Callable
 import numpy as np
 
 from runtime import FPS, SAMPLE_RATE, __version__
+from .cpu_meter import OtherProcessesCpu
 from .demo import demo_clip
 from .load_workers import cpu_seconds
 
@@ -97,10 +98,14 @@ def run_bench(args: argparse.Namespace, load: Callable, started_at: float) -> in
         cleanup.callback(appliance.close)
         appliance.load()
         appliance.open()
+        others = OtherProcessesCpu()
+        others.start()
         cpu0, wall0 = cpu_seconds(), time.monotonic()
         with stress.running(appliance) if stress is not None else contextlib.nullcontext():
             report = appliance.run()
         cpu_s, wall_s = cpu_seconds() - cpu0, time.monotonic() - wall0
+        others.stop()  # before close: the encoder is still a live child
+        sink_info = _sink_report(appliance)
         governor = _governor_report(appliance, wall_s)
         stages = appliance.timer.summary_ms()
         uncapped = {level.label: _uncapped_fps(appliance, level, args.frames)
@@ -123,7 +128,11 @@ def run_bench(args: argparse.Namespace, load: Callable, started_at: float) -> in
         "steady": {"fps_target": FPS, "seconds": round(wall_s, 2), "shown": report.frames_shown,
                    "delivered_fps": round(report.frames_shown / wall_s, 2) if wall_s else 0.0,
                    "dropped": report.frames_dropped, "max_av_offset_ms": report.max_av_offset_ms,
-                   "cpu_percent_one_core": round(100 * cpu_s / wall_s, 1) if wall_s else 0.0},
+                   "cpu_percent_one_core": round(100 * cpu_s / wall_s, 1) if wall_s else 0.0,
+                   "cpu_percent_children": _percent(others.children_s, wall_s),
+                   "cpu_percent_display_server": _percent(others.display_server_s, wall_s)},
+        "sink": sink_info,
+        "frame_ms": _frame_ms(stages),
         "rss_mb": _peak_rss_mb(),
         "start_to_first_frame_s": round(report.start_to_first_frame_s or 0.0, 3),
         "governor": governor,
@@ -153,6 +162,41 @@ def _governor_report(appliance, wall_s: float) -> dict:
                                 for name in ("full", "coarse", "pass")}}
 
 
+def _percent(seconds: float | None, wall_s: float) -> float | None:
+    return None if seconds is None or not wall_s else round(100 * seconds / wall_s, 1)
+
+
+def _sink_report(appliance) -> dict:
+    """Which sink ran, at what size, and (window) which screen path and why."""
+    sink = appliance.sink
+    info: dict = {"kind": sink.name}
+    window = getattr(sink, "_window", None)
+    if window is not None:
+        info.update(screen=list(window.size), shown_at=list(sink.shown_at),
+                    path=sink.path, path_reason=sink.path_reason,
+                    scale_filter=sink.scale_filter if sink.path == "surface" else None)
+    return info
+
+
+def _frame_ms(stages: dict) -> dict | None:
+    """The whole frame: the frame thread's busy time, plus the audio work one frame needs
+    (features and the audio model run in the ingest thread, once per 40 ms step)."""
+    frame = stages.get("frame")
+    if frame is None:
+        return None
+    audio = {}
+    for key in ("p50", "p95"):
+        per_step = 0.0
+        steps = max(1, stages.get("audio_model", {}).get("n", 1))
+        for stage in ("features", "audio_model"):
+            row = stages.get(stage)
+            if row:
+                per_step += row[key] * row["n"] / steps
+        audio[key] = per_step
+    return {"p50": round(frame["p50"] + audio["p50"], 3), "p95": round(frame["p95"] + audio["p95"], 3),
+            "frame_thread_p50": frame["p50"], "audio_per_frame_p50": round(audio["p50"], 3)}
+
+
 def _cpu_count() -> int:
     import os
     return os.cpu_count() or 1
@@ -165,12 +209,27 @@ def _print_table(result: dict) -> None:
     out.write(f"{'stage':<12} {'p50 ms':>8} {'p95 ms':>8} {'n':>7}\n")
     for stage, row in result["stages_ms"].items():
         out.write(f"{stage:<12} {row['p50']:>8.3f} {row['p95']:>8.3f} {row['n']:>7}\n")
+    frame = result["frame_ms"]
+    if frame:
+        out.write(f"whole frame (frame thread + audio per frame): p50 {frame['p50']:.3f} ms, "
+                  f"p95 {frame['p95']:.3f} ms\n")
     for level, fps in result["uncapped_fps"].items():
         out.write(f"uncapped fps at {level}: {fps}\n")
+    sink = result["sink"]
+    line = f"sink: {sink['kind']}"
+    if sink.get("path"):
+        line += (f", screen {sink['screen'][0]}x{sink['screen'][1]}, path {sink['path']}"
+                 f" ({sink['path_reason']})")
+    out.write(line + "\n")
     steady = result["steady"]
+
+    def seen(value):
+        return "not seen" if value is None else f"{value}%"
     out.write(f"at 25 fps: delivered {steady['delivered_fps']} fps, dropped {steady['dropped']}, "
               f"max picture-to-sound offset {steady['max_av_offset_ms']} ms, "
-              f"CPU {steady['cpu_percent_one_core']}% of one core\n")
+              f"CPU {steady['cpu_percent_one_core']}% of one core, + child processes "
+              f"{seen(steady['cpu_percent_children'])}, + display server "
+              f"{seen(steady['cpu_percent_display_server'])}\n")
     out.write(f"peak RSS {result['rss_mb']} MB; start to first frame "
               f"{result['start_to_first_frame_s']} s\n")
     governor = result["governor"]

@@ -18,6 +18,7 @@ from runtime.audio.files import ON_END
 from runtime.audio.pcm import RAW_FORMATS
 from runtime.display import FALLBACK_KINDS, SINK_KINDS
 from runtime.display.record_ffmpeg import X264_PRESETS
+from runtime.display.screen_paths import PATHS, SCALE_FILTERS
 from runtime.display.window import DRIVERS
 from runtime.quality.levels import QUALITY_SETTINGS
 from .specs import (Bool, Choice, FilePath, Float, Int, Names, OctalMode, PathList, Section,
@@ -167,6 +168,8 @@ class DisplayConfig:
     fullscreen: bool = _spec(Bool())
     driver: str = _spec(Choice(options=DRIVERS))
     window_size: tuple[int, int] | None = _spec(Size(nullable=True))
+    path: str = _spec(Choice(options=PATHS))
+    scale_filter: str = _spec(Choice(options=SCALE_FILTERS))
     fallback: str = _spec(Choice(options=FALLBACK_KINDS))
     record: RecordConfig = _spec(Section(cls=RecordConfig))
 

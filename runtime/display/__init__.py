@@ -20,14 +20,16 @@ __all__ = ["DisplayError", "DisplaySink", "FALLBACK_KINDS", "SINK_KINDS", "make_
 
 
 def make_sink(kind: str, *, fullscreen: bool = False, driver: str = "auto",
-              window_size: tuple[int, int] | None = None,
+              window_size: tuple[int, int] | None = None, path: str = "auto",
+              scale_filter: str = "smooth",
               record_path: Path = Path("edgemate-recording.mp4"), ffmpeg: str = "auto",
               crf: int = 23, preset: str = "veryfast") -> DisplaySink:
     """A closed sink of the given kind (display.sink); open it with open_with_fallback()."""
     # Imports inside: a record-only box needs no pygame, a window-only box no ffmpeg.
     if kind == "window":
         from .window import WindowSink
-        return WindowSink(fullscreen=fullscreen, driver=driver, window_size=window_size)
+        return WindowSink(fullscreen=fullscreen, driver=driver, window_size=window_size,
+                          path=path, scale_filter=scale_filter)
     if kind == "record":
         from .record import RecordSink
         return RecordSink(Path(record_path), ffmpeg=ffmpeg, crf=crf, preset=preset)

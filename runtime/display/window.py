@@ -1,12 +1,10 @@
 """WindowSink: frames on screen through pygame-ce (a desktop window, or the whole screen).
 
-The frame lives in a streaming SDL texture; SDL's renderer scales it to the window on the
-GPU (letterboxed, linear filtering). Per frame the CPU paints the template frame and then the
-mouth patch into its RGB frame buffer (a memcpy-speed pass), blits that into a persistent
-Surface (SDL's RGB -> ARGB conversion, reading a buffer still in cache: faster than
-converting the template straight from its cold pages) and uploads it; when the template
-frame is the one already shown (a still template), only the old and new patch boxes are
-redrawn and uploaded.
+The frame is letterboxed into the window by one of two paths (runtime/display/screen_paths.py):
+a GPU texture where GL is hardware, or the CPU into SDL's plain window surface where GL is
+software; display.path "auto" picks, and `path` / `path_reason` say which and why. When
+the template frame is the one already shown (a still template), only the old and new patch
+boxes are redrawn.
 The same code drives a desktop (x11, wayland, macOS), a console kiosk (kmsdrm) and the
 headless test driver (dummy).
 """
@@ -18,6 +16,7 @@ import os
 import numpy as np
 
 from runtime.system.quiet import quiet_stderr
+from .screen_paths import PATHS, SCALE_FILTERS, SurfacePath, TexturePath, choose_path
 from .sink import NO_BOX, DisplayError, DisplaySink, Picture
 
 log = logging.getLogger(__name__)
@@ -26,7 +25,6 @@ log = logging.getLogger(__name__)
 DRIVERS = ("auto", "x11", "wayland", "kmsdrm", "dummy")
 #: A window that would not fit the desktop is shrunk to this share of it.
 _DESKTOP_SHARE = 0.9
-_BLACK = (0, 0, 0, 255)
 #: SDL drivers that show nothing; "auto" must not settle for them.
 _INVISIBLE = ("offscreen", "dummy")
 
@@ -94,15 +92,25 @@ class WindowSink(DisplaySink):
 
     fullscreen: fill the desktop and hide the pointer (kmsdrm is always fullscreen: a console
     has no desktop). driver: SDL video driver, one of DRIVERS. window_size: (width, height)
-    of the window, or None for the frame size (shrunk to fit the desktop).
+    of the window, or None for the frame size (shrunk to fit the desktop). path: one of
+    screen_paths.PATHS; scale_filter: how the surface path scales (SCALE_FILTERS).
     """
 
     name = "window"
 
     def __init__(self, fullscreen: bool = False, driver: str = "auto",
-                 window_size: tuple[int, int] | None = None, title: str = "EdgeMate") -> None:
+                 window_size: tuple[int, int] | None = None, title: str = "EdgeMate",
+                 path: str = "auto", scale_filter: str = "smooth") -> None:
         if driver not in DRIVERS:
             raise ValueError(f"display driver {driver!r}: allowed are {', '.join(DRIVERS)}")
+        if path not in PATHS:
+            raise ValueError(f"display path {path!r}: allowed are {', '.join(PATHS)}")
+        if scale_filter not in SCALE_FILTERS:
+            raise ValueError(f"scale filter {scale_filter!r}: allowed are {', '.join(SCALE_FILTERS)}")
+        self.wanted_path, self.scale_filter = path, scale_filter
+        #: The path in use once open ("texture" or "surface"), and why it was chosen.
+        self.path: str | None = None
+        self.path_reason: str | None = None
         if window_size is not None and (len(window_size) != 2 or min(window_size) < 1):
             raise ValueError(f"window_size {window_size!r}: need [width, height], both >= 1")
         self.fullscreen = bool(fullscreen) or driver == "kmsdrm"
@@ -114,11 +122,7 @@ class WindowSink(DisplaySink):
         self.frame_count = 0
         self._pg = None
         self._window = None
-        self._renderer = None
-        self._texture = None
-        self._surface = None
-        self._scratch: np.ndarray | None = None
-        self._frame: np.ndarray | None = None  # the composed frame, RGB, what SDL converts
+        self._screen: TexturePath | SurfacePath | None = None
         # The template frame on screen and the patch box over it (what the next frame undoes).
         self._shown_key: object = None
         self._shown_box = NO_BOX
@@ -144,9 +148,10 @@ class WindowSink(DisplaySink):
             self._teardown()
             raise DisplayError(
                 f"no display (SDL driver {self.driver}: {_one_line(exc)})") from None
-        log.info("window open: SDL driver %s, window %dx%d%s, frame %dx%d shown at %s",
-                 pg.display.get_driver(), *self._window.size,
-                 " fullscreen" if self.fullscreen else "", fw, fh, self._dst)
+        log.info("window open: SDL driver %s, window %dx%d%s, frame %dx%d shown at %s; "
+                 "path %s (%s)", pg.display.get_driver(), *self._window.size,
+                 " fullscreen" if self.fullscreen else "", fw, fh, self._dst, self.path,
+                 self.path_reason)
 
     def _set_driver(self) -> None:
         """Point SDL at the configured driver; it reads $SDL_VIDEODRIVER at display.init()."""
@@ -170,6 +175,7 @@ class WindowSink(DisplaySink):
             # SDL falls back to an invisible driver when it finds no screen: that is "no
             # display" for us, so the configured fallback (e.g. record) takes over.
             raise ValueError(f"no screen found, SDL would fall back to its {chosen} driver")
+        self.path, self.path_reason = choose_path(pg, video, self.wanted_path)
         desktops = pg.display.get_desktop_sizes()
         desktop = tuple(desktops[0]) if desktops else None
         if self.fullscreen:
@@ -181,22 +187,15 @@ class WindowSink(DisplaySink):
             size = self.window_size or fit_window(frame_size, desktop)
             self._window = pg.Window(self.title, size=size, position=pg.WINDOWPOS_CENTERED,
                                      resizable=True)
-        self._renderer = video.Renderer(self._window)
-        self._texture = video.Texture(self._renderer, frame_size, streaming=True,
-                                      scale_quality=video.SCALEQUALITY_LINEAR)
-        # The surface carries an alpha byte to match the texture's ARGB8888 format (no
-        # conversion on upload); blending is off so that byte is never used.
-        self._texture.blend_mode = 0
-        self._surface = pg.Surface(frame_size, pg.SRCALPHA, 32)
-        self._surface.fill(_BLACK)
-        self._scratch = np.empty(frame_size[0] * frame_size[1] * 3, np.uint8)
-        self._frame = np.zeros((frame_size[1], frame_size[0], 3), np.uint8)
-        self._shown_key, self._shown_box = None, NO_BOX
         self.frame_size = frame_size
         self.frame_count = 0
+        self._shown_key, self._shown_box = None, NO_BOX
         self._dst = letterbox(frame_size, self._window.size)
-        self._upload((0, 0, *frame_size))
-        self._render()
+        if self.path == "surface":
+            self._screen = SurfacePath(pg, self._window, frame_size, self._dst, self.scale_filter)
+        else:
+            self._screen = TexturePath(pg, video, self._window, frame_size, self._dst)
+        self._screen.redraw()
 
     def close(self) -> str | None:
         if self._pg is None:
@@ -207,10 +206,9 @@ class WindowSink(DisplaySink):
 
     def _teardown(self) -> None:
         pg = self._pg
-        self._texture = None
-        self._renderer = None
-        self._surface = None
-        self._frame = None
+        if self._screen is not None:
+            self._screen.close()
+            self._screen = None
         if self._window is not None:
             try:
                 self._window.destroy()
@@ -248,40 +246,11 @@ class WindowSink(DisplaySink):
         x, y, w, h = box
         if w == 0 or h == 0:
             return  # nothing changed: the screen already shows this frame
-        pg = self._pg
-        frame = self._frame
-        if (w, h) == (fw, fh):
-            picture.paint_into(frame)  # the template, then the patch: one pass
-            region = frame
-        else:
-            frame[y:y + h, x:x + w] = template[y:y + h, x:x + w]
-            if picture.patch is not None:
-                px, py, pw, ph = picture.box
-                frame[py:py + ph, px:px + pw] = picture.patch
-            # frombuffer needs contiguous rows; a slice of the preallocated scratch avoids
-            # a new array per frame.
-            region = self._scratch[: w * h * 3].reshape(h, w, 3)
-            np.copyto(region, frame[y:y + h, x:x + w])
         try:
-            self._surface.blit(pg.image.frombuffer(region, (w, h), "RGB"), (x, y))
-            self._upload(box)
-            self._render()
-        except pg.error as exc:
+            self._screen.draw(picture, box)
+        except self._pg.error as exc:
             raise DisplayError(f"window: SDL error while drawing: {_one_line(exc)}") from None
         self.frame_count += 1
-
-    def _upload(self, box: tuple[int, int, int, int]) -> None:
-        # A subsurface shares the parent's pixels and pitch: SDL uploads just that box.
-        self._texture.update(self._surface.subsurface(box), box)
-
-    def _render(self, show: bool = True) -> None:
-        # The whole texture is drawn every time (a GPU copy): after present() the back
-        # buffer's contents are undefined, so only the upload can be limited to the box.
-        self._renderer.draw_color = _BLACK
-        self._renderer.clear()  # the letterbox bars
-        self._texture.draw(dstrect=self._dst)
-        if show:
-            self._renderer.present()
 
     def poll_quit(self) -> bool:
         if self._window is None:
@@ -295,11 +264,13 @@ class WindowSink(DisplaySink):
                 wanted = True
             elif event.type in (pg.WINDOWSIZECHANGED, pg.WINDOWRESIZED):
                 self._dst = letterbox(self.frame_size, self._window.size)
-                self._render()
+                self._screen.dst = self._dst
+                if isinstance(self._screen, SurfacePath):
+                    self._screen.resized(self._window, self._dst)
+                    self._shown_key = None  # the new surface is blank: draw a whole frame next
+                self._screen.redraw()
             elif event.type in (pg.RENDER_TARGETS_RESET, pg.RENDER_DEVICE_RESET):
-                # Some backends (Direct3D, lost GL contexts) drop texture contents: re-upload.
-                self._upload((0, 0, *self.frame_size))
-                self._render()
+                self._screen.reset()
         return wanted
 
     @property
@@ -311,8 +282,4 @@ class WindowSink(DisplaySink):
         """The window's current pixels as (H, W, 3) uint8 RGB (for tests and `edgemate check`)."""
         if self._window is None:
             raise DisplayError("window sink is not open")
-        # Read the back buffer before present(): after it, its contents are undefined.
-        self._render(show=False)
-        surf = self._renderer.to_surface()
-        self._renderer.present()
-        return self._pg.surfarray.array3d(surf).transpose(1, 0, 2).copy()
+        return self._screen.screenshot()

@@ -151,6 +151,7 @@ class FrameLoop:
         # sleeps, so the thread's CPU time over the whole frame is its own cost.
         busy = (rendered - started) + (time.perf_counter() - slot_started)
         cpu = time.thread_time() - cpu_started
+        self.body.timer.add("frame", cpu)
         own, preempted = self.drops.split(scheduler.stats.dropped)
         self.drops.shown(cpu)
         self.stats.frame_shown(frame, offset)

@@ -9,7 +9,8 @@ from runtime.display.sink import DisplaySink
 def _make(display: DisplayConfig, kind: str) -> DisplaySink:
     rec = display.record
     return make_sink(kind, fullscreen=display.fullscreen, driver=display.driver,
-                     window_size=display.window_size, record_path=rec.path, ffmpeg=rec.ffmpeg,
+                     window_size=display.window_size, path=display.path,
+                     scale_filter=display.scale_filter, record_path=rec.path, ffmpeg=rec.ffmpeg,
                      crf=rec.crf, preset=rec.preset)
 
 

@@ -165,3 +165,72 @@ class PatchPainter:
             self._net = None
             return None
         return self._patch
+
+
+def _stage_inputs_text(box: int, sizes: tuple[int, ...]) -> str:
+    layers = ["Input box 0 1 box",
+              "BinaryOp unit 1 1 box unit 0=2 1=1 2=0.00392156862745098",  # 1/255 (ncnn-owned Mat)
+              f"Split split_unit 1 {len(sizes)} unit " + " ".join(f"unit_{s}" for s in sizes)]
+    for size in sizes:
+        factor = box // size
+        # Average pooling over factor x factor blocks: the area means of resize.shrink_chw.
+        layers.append(f"Pooling shrink_{size} 1 1 unit_{size} out_{size} 0=1 1={factor} 2={factor} "
+                      f"3=0 5=1")
+    blobs = {"box", "unit"} | {f"unit_{s}" for s in sizes} | {f"out_{s}" for s in sizes}
+    return f"7767517\n{len(layers)} {len(blobs)}\n" + "\n".join(layers) + "\n"
+
+
+class StageInputs:
+    """The renderer stages' template inputs of one frame, made when the frame is drawn:
+    the mouth box read from the template frame, scaled to [0, 1] and area-averaged to each
+    stage's size, in one ncnn pass (0.1 ms) instead of numpy (2.8 ms) or a float copy of
+    every loop frame kept in memory (49 MB for the default avatar's 200 frames).
+
+    `make(frame, x, y)` -> {size: (3, size, size) float32} (buffers reused by the next call),
+    or None where it cannot (box off the frame, sizes that do not divide the box, no ncnn)."""
+
+    def __init__(self, box: int, sizes: tuple[int, ...], threads: int = 1) -> None:
+        self._net = None
+        self.box = box
+        self._out = {size: np.empty((3, size, size), np.float32) for size in sizes}
+        if any(box % size for size in sizes):
+            return
+        try:
+            import ncnn
+            net = ncnn.Net()
+            net.opt.num_threads = threads
+            net.opt.use_vulkan_compute = False
+            for option in _FP32:
+                setattr(net.opt, option, False)
+            if net.load_param_mem(_stage_inputs_text(box, tuple(sizes))) != 0:
+                raise RuntimeError("ncnn could not parse the stage-input graph")
+            self._ncnn, self._net = ncnn, net
+            self._rgb = int(ncnn.Mat.PixelType.PIXEL_RGB)
+        except (ImportError, RuntimeError, AttributeError) as exc:
+            log.warning("stage inputs in ncnn unavailable (%s): made in numpy", exc)
+
+    def make(self, frame: np.ndarray, x: int, y: int) -> dict[int, np.ndarray] | None:
+        if self._net is None:
+            return None
+        height, width = frame.shape[:2]
+        if x < 0 or y < 0 or x + self.box > width or y + self.box > height:
+            return None
+        ncnn = self._ncnn
+        frame = np.ascontiguousarray(frame)
+        extractor = self._net.create_extractor()
+        extractor.input("box", ncnn.Mat.from_pixels_roi(frame, self._rgb, width, height,
+                                                        x, y, self.box, self.box))
+        failed = False
+        for size, out in self._out.items():
+            ret, mat = extractor.extract(f"out_{size}")
+            if ret != 0:
+                failed = True
+                break
+            np.copyto(out, np.asarray(mat))
+            del mat
+        del extractor
+        if failed:
+            log.warning("ncnn stage-input graph failed: made in numpy from now on")
+            self._net = None
+            return None
+        return self._out

@@ -15,7 +15,7 @@ from runtime.quality.levels import Quality
 from runtime.schedule.stage_timer import StageTimer
 from runtime.display.sink import NO_BOX, Box
 from .bundle import AvatarBundle, BundleError
-from .patch_painter import PatchPainter
+from .patch_painter import PatchPainter, StageInputs
 from .resize import shrink_chw
 from .upscale import Upscaler
 
@@ -68,15 +68,9 @@ class NcnnRenderer:
                               "params": (6,)}, {"image": (3, fs, fs)}, why)
         self.coarse = NcnnModel(coarse, threads, vulkan)  # each runs once on zeros (probe)
         self.fine = NcnnModel(fine, threads, vulkan)
-        # Template crops as model inputs, made once per loop frame (the loop repeats, so the
-        # frame path never re-crops or re-scales the template). Two arrays allocated once
-        # (pages are only committed as frames fill them): ~50 MB for a 200-frame loop that a
-        # reload frees in one piece, where 400 separate arrays fragmented the heap and the
-        # process's memory crept up with every reload.
-        count, cs, fs = bundle.frame_count, bundle.coarse_size, bundle.crop_size
-        self._coarse_inputs = np.empty((count, 3, cs, cs), np.float32)
-        self._fine_inputs = np.empty((count, 3, fs, fs), np.float32)
-        self._ready = np.zeros(count, bool)
+        # The stages' template inputs, made per frame from the template's mouth box (one
+        # small ncnn pass, runtime/render/patch_painter.py): nothing per loop frame is kept.
+        self._inputs = StageInputs(bundle.box_size, (bundle.coarse_size, bundle.crop_size), threads)
         self.upscaler = Upscaler(bundle.box_size, threads)
         self._box_sum = np.empty((bundle.box_size, bundle.box_size, 3), np.float32)
         self._scratch = np.empty_like(self._box_sum) if bundle.composition.replaces_moved else None
@@ -91,15 +85,15 @@ class NcnnRenderer:
                          for side in (cs, fs)}
 
     def _template_inputs(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        if not self._ready[index]:
-            b = self.bundle
-            x, y = (int(v) for v in b.crop_boxes[index])
-            box = _crop_clamped(b.frames[index], x, y, b.box_size).astype(np.float32)
-            chw = np.ascontiguousarray(box.transpose(2, 0, 1)) * np.float32(1 / 255)
-            self._coarse_inputs[index] = shrink_chw(chw, b.coarse_size)
-            self._fine_inputs[index] = shrink_chw(chw, b.crop_size)
-            self._ready[index] = True
-        return self._coarse_inputs[index], self._fine_inputs[index]
+        b = self.bundle
+        x, y = (int(v) for v in b.crop_boxes[index])
+        made = self._inputs.make(b.frames[index], x, y)
+        if made is not None:
+            return made[b.coarse_size], made[b.crop_size]
+        # A box reaching off the frame (edge-padded), or no ncnn: the same means in numpy.
+        box = _crop_clamped(b.frames[index], x, y, b.box_size).astype(np.float32)
+        chw = np.ascontiguousarray(box.transpose(2, 0, 1)) * np.float32(1 / 255)
+        return shrink_chw(chw, b.coarse_size), shrink_chw(chw, b.crop_size)
 
     def _stages(self, params: np.ndarray, template_index: int,
                 weights: dict) -> list[tuple[np.ndarray, np.ndarray, float]]:

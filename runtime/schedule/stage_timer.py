@@ -10,7 +10,9 @@ from typing import Iterator
 import numpy as np
 
 #: Pipeline stages in data-flow order; `edgemate bench` reports them under these names.
-STAGES = ("features", "audio_model", "coarse", "fine", "upscale", "composite", "present")
+#: "frame" is the frame thread's whole busy time per shown frame (the stages it runs, the
+#: mouth track and the Python between them; not the wait for the frame's slot).
+STAGES = ("features", "audio_model", "coarse", "fine", "upscale", "composite", "present", "frame")
 
 
 class StageTimer:
