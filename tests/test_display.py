@@ -154,7 +154,7 @@ def test_auto_path_takes_the_surface_without_a_gpu_and_says_why(monkeypatch):
     sink = WindowSink(driver="dummy")
     try:
         sink.open(FRAME)
-        assert sink.path == "surface" and "dummy" in sink.path_reason
+        assert sink.screen_path == "surface" and "dummy" in sink.screen_path_reason
     finally:
         sink.close()
 

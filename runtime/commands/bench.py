@@ -173,8 +173,8 @@ def _sink_report(appliance) -> dict:
     window = getattr(sink, "_window", None)
     if window is not None:
         info.update(screen=list(window.size), shown_at=list(sink.shown_at),
-                    path=sink.path, path_reason=sink.path_reason,
-                    scale_filter=sink.scale_filter if sink.path == "surface" else None)
+                    path=sink.screen_path, path_reason=sink.screen_path_reason,
+                    scale_filter=sink.scale_filter if sink.screen_path == "surface" else None)
     return info
 
 

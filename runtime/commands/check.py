@@ -61,6 +61,15 @@ def _check_source(config, results: list) -> None:
 
 def _check_display(config, results: list) -> None:
     display = config.display
+    if display.sink == "window":
+        from runtime.display.sink import DisplayError
+        from runtime.display.window import probe_path
+        try:
+            driver, path, why = probe_path(display.driver, display.path)
+            results.append((OK, "display", f"window on SDL driver {driver}: path {path} ({why})"))
+        except DisplayError as err:
+            state = WARN if display.fallback != "exit" else FAIL
+            results.append((state, "display", f"{err}; display.fallback: {display.fallback}"))
     if display.sink == "record" or display.fallback == "record":
         from runtime.display.record import find_ffmpeg
         from runtime.display.sink import DisplayError

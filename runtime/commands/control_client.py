@@ -182,7 +182,8 @@ def cmd_status(args: argparse.Namespace) -> int:
           f"({doc.get('preempted')} pre-empted), "
           f"max offset {doc.get('recent_max_av_offset_ms')} ms (last 60 s)")
     print(f"source     {doc.get('source')}")
-    print(f"display    {doc.get('sink')}" + (f" ({doc['sink_note']})" if doc.get("sink_note") else ""))
+    print(f"display    {doc.get('sink')}" + (f" ({doc['sink_note']})" if doc.get("sink_note") else "")
+          + (f", path {doc['display_path']}" if doc.get("display_path") else ""))
     print(f"sensors    {'no thermal sensor' if temp is None else f'{temp} C'}")
     private = doc.get("private_mb")
     print(f"memory     RSS {doc.get('rss_mb')} MB"

@@ -2,7 +2,7 @@
 
 The frame is letterboxed into the window by one of two paths (runtime/display/screen_paths.py):
 a GPU texture where GL is hardware, or the CPU into SDL's plain window surface where GL is
-software; display.path "auto" picks, and `path` / `path_reason` say which and why. When
+software; display.path "auto" picks, and `screen_path` / `screen_path_reason` say which and why. When
 the template frame is the one already shown (a still template), only the old and new patch
 boxes are redrawn.
 The same code drives a desktop (x11, wayland, macOS), a console kiosk (kmsdrm) and the
@@ -87,6 +87,36 @@ def _one_line(text: object) -> str:
     return " ".join(str(text).split()) or "unknown SDL error"
 
 
+def probe_path(driver: str = "auto", path: str = "auto") -> tuple[str, str, str]:
+    """(SDL driver, screen path, why) that a window sink would take here, for `edgemate
+    check`; opens no visible window. DisplayError with a one-line reason if there is no screen."""
+    pg, video = _import_pygame()
+    before = os.environ.get("SDL_VIDEODRIVER")
+    if driver != "auto":
+        os.environ["SDL_VIDEODRIVER"] = driver
+    initialised = False
+    try:
+        if not pg.display.get_init():
+            with quiet_stderr():
+                pg.display.init()
+            initialised = True
+        chosen = pg.display.get_driver()
+        if driver == "auto" and chosen in _INVISIBLE and before is None:
+            raise DisplayError(f"no display (no screen found, SDL would fall back to its "
+                               f"{chosen} driver)")
+        return (chosen, *choose_path(pg, video, path))
+    except pg.error as exc:
+        raise DisplayError(f"no display (SDL driver {driver}: {_one_line(exc)})") from None
+    finally:
+        if initialised:
+            pg.display.quit()
+        if driver != "auto":
+            if before is None:
+                os.environ.pop("SDL_VIDEODRIVER", None)
+            else:
+                os.environ["SDL_VIDEODRIVER"] = before
+
+
 class WindowSink(DisplaySink):
     """A window (or the whole screen) showing the frames, letterboxed to keep the aspect ratio.
 
@@ -109,8 +139,8 @@ class WindowSink(DisplaySink):
             raise ValueError(f"scale filter {scale_filter!r}: allowed are {', '.join(SCALE_FILTERS)}")
         self.wanted_path, self.scale_filter = path, scale_filter
         #: The path in use once open ("texture" or "surface"), and why it was chosen.
-        self.path: str | None = None
-        self.path_reason: str | None = None
+        self.screen_path: str | None = None
+        self.screen_path_reason: str | None = None
         if window_size is not None and (len(window_size) != 2 or min(window_size) < 1):
             raise ValueError(f"window_size {window_size!r}: need [width, height], both >= 1")
         self.fullscreen = bool(fullscreen) or driver == "kmsdrm"
@@ -150,8 +180,8 @@ class WindowSink(DisplaySink):
                 f"no display (SDL driver {self.driver}: {_one_line(exc)})") from None
         log.info("window open: SDL driver %s, window %dx%d%s, frame %dx%d shown at %s; "
                  "path %s (%s)", pg.display.get_driver(), *self._window.size,
-                 " fullscreen" if self.fullscreen else "", fw, fh, self._dst, self.path,
-                 self.path_reason)
+                 " fullscreen" if self.fullscreen else "", fw, fh, self._dst, self.screen_path,
+                 self.screen_path_reason)
 
     def _set_driver(self) -> None:
         """Point SDL at the configured driver; it reads $SDL_VIDEODRIVER at display.init()."""
@@ -175,7 +205,7 @@ class WindowSink(DisplaySink):
             # SDL falls back to an invisible driver when it finds no screen: that is "no
             # display" for us, so the configured fallback (e.g. record) takes over.
             raise ValueError(f"no screen found, SDL would fall back to its {chosen} driver")
-        self.path, self.path_reason = choose_path(pg, video, self.wanted_path)
+        self.screen_path, self.screen_path_reason = choose_path(pg, video, self.wanted_path)
         desktops = pg.display.get_desktop_sizes()
         desktop = tuple(desktops[0]) if desktops else None
         if self.fullscreen:
@@ -191,7 +221,7 @@ class WindowSink(DisplaySink):
         self.frame_count = 0
         self._shown_key, self._shown_box = None, NO_BOX
         self._dst = letterbox(frame_size, self._window.size)
-        if self.path == "surface":
+        if self.screen_path == "surface":
             self._screen = SurfacePath(pg, self._window, frame_size, self._dst, self.scale_filter)
         else:
             self._screen = TexturePath(pg, video, self._window, frame_size, self._dst)

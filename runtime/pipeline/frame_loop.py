@@ -141,7 +141,9 @@ class FrameLoop:
         started, cpu_started = time.perf_counter(), time.thread_time()
         params = self.track.get(frame)
         plan = self.transition.plan(self.quality.level(), params)
+        render_cpu = time.thread_time()
         prepared = self.body.prepare(frame, params, plan)
+        render_cpu = time.thread_time() - render_cpu  # what a lower level removes
         rendered = time.perf_counter()
         offset = scheduler.present_at(frame)
         slot_started = time.perf_counter()
@@ -155,7 +157,8 @@ class FrameLoop:
         own, preempted = self.drops.split(scheduler.stats.dropped)
         self.drops.shown(cpu)
         self.stats.frame_shown(frame, offset)
-        self.quality.observe(FrameCost(busy, cpu, own, preempted, plan.level, plan.blended))
+        self.quality.observe(FrameCost(busy, cpu, own, preempted, plan.level, plan.blended,
+                                       render_cpu_s=render_cpu))
         if self._on_frame is not None:
             self._on_frame(frame, prepared.template_index, params, plan, prepared.crop)
         label = plan.level.label

@@ -27,6 +27,7 @@ class ApplianceStatus:
     clock: str | None = None
     sink: str | None = None
     sink_note: str | None = None  # why a fallback sink is in use
+    display_path: str | None = None  # the window sink's screen path and why it was taken
     fps: float = 0.0
     frames_shown: int = 0
     drops: int = 0

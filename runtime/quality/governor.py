@@ -17,7 +17,10 @@ Down, one level at once, to COARSE at the lowest:
     within window_s that were too slow for their slot by their own CPU cost (each made the
     next frame drop: one stall is one such frame, and one never steps down); the window's
     p95 CPU cost above step_down_cost x 40 ms. Drops and cost wait out refractory_s after
-    any switch and warmup_s at the start.
+    any switch and warmup_s at the start. Neither counts while the part of the cost that
+    every level pays (the display's present: FrameCost.fixed_cpu_s) is itself over that
+    budget in the window: stepping down would take the mouth away and not save the frames
+    (a slow display path is reported as display_bound instead).
 To PASS, from any level:
     temperature reaches critical_c; or COARSE's p95 CPU cost stays above step_down_cost x
     40 ms for pass_after_s (even the cheapest neural level cannot keep its budget).
@@ -93,6 +96,9 @@ class Governor:
         self._level_since = 0.0
         self._time_at = {level: 0.0 for level in Quality}
         self._costs: deque[tuple[float, float]] = deque()  # (t, CPU cost) at this level, in window
+        self._fixed: deque[tuple[float, float]] = deque()  # (t, cost every level pays), in window
+        #: True while the display alone costs more than the budget (then nothing steps down).
+        self.display_bound = False
         self._own_drops: deque[tuple[float, int]] = deque()  # (t, own-cost drops) in window
         self._history = {level: deque(maxlen=_HISTORY_FRAMES) for level in Quality}
         self._history_at = {level: -math.inf for level in Quality}
@@ -130,6 +136,10 @@ class Governor:
         # A frame rendered at another level (a switch waiting for a near-rest mouth) or
         # blending two levels is not evidence about the current one.
         evidence = not cost.blended and (cost.level is None or cost.level == self._level)
+        if warm:
+            self._fixed.append((now, cost.fixed_cpu_s))
+            while self._fixed and self._fixed[0][0] < now - self.settings.window_s:
+                self._fixed.popleft()
         if warm and evidence:
             self._record(now, cost.cpu_s)
         if warm and cost.own_drops:
@@ -161,6 +171,18 @@ class Governor:
             self._fresh_run = False
         self._history[self._level].append(cpu_s)
         self._history_at[self._level] = now
+
+    def _display_bound(self) -> bool:
+        """Is the cost every level pays over the step-down budget (a display path too slow)?"""
+        bound = (len(self._fixed) >= self._min_samples and
+                 p95(cost for _, cost in self._fixed) > self.settings.step_down_cost * BUDGET_S)
+        if bound and not self.display_bound:
+            log.warning("the frame's cost at every level (display present) is p95 %.1f ms, over "
+                        "the %.0f ms budget: stepping down would not help; quality stays",
+                        p95(cost for _, cost in self._fixed) * 1000,
+                        self.settings.step_down_cost * BUDGET_S * 1000)
+        self.display_bound = bound
+        return bound
 
     def _window_p95(self) -> float | None:
         if len(self._costs) < self._min_samples:
@@ -202,6 +224,10 @@ class Governor:
             return
         s = self.settings
         warm = now - self._started >= s.warmup_s
+        if warm and self._display_bound():
+            self._over_since = None
+            self._step_up(now, reading)
+            return
         if warm and self._level > Quality.COARSE and now - self._last_switch >= s.refractory_s:
             # Counted per late frame, not per dropped frame: one stall that skips three
             # frames is one event, and one event never steps down.
@@ -334,6 +360,7 @@ class Governor:
                 "switches": [switch.as_dict() for switch in shown],
                 "time_at_level_s": self.time_at_level_s(),
                 "drops_own_cost": self.drops_own, "drops_preempted": self.drops_preempted,
+                "display_bound": self.display_bound,
                 "thermal_state": self._thermal,
                 "temperature_c": reading.temperature_c,
                 "throttled": list(reading.throttled),

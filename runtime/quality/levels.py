@@ -48,6 +48,14 @@ class FrameCost:
     preempted_drops: int = 0  # ... that it does not: the core was taken from us
     level: Quality | None = None  # the level rendered (None: what the policy said)
     blended: bool = False  # a blend between two levels: their cost together is no evidence
+    #: CPU of the part a lower level removes (render and composite of the mouth); the rest
+    #: (the sink's present, the mouth track) is paid at every level. None: all of it counts.
+    render_cpu_s: float | None = None
+
+    @property
+    def fixed_cpu_s(self) -> float:
+        """What the frame would cost at PASS: no level can save it."""
+        return 0.0 if self.render_cpu_s is None else max(0.0, self.cpu_s - self.render_cpu_s)
 
 
 class QualityPolicy(Protocol):

@@ -32,6 +32,7 @@ class ServiceStatus:
     pushed: str | None = None
     sink: str | None = None
     sink_note: str | None = None
+    display_path: str | None = None
     clock: str | None = None
     max_av_offset_ms: float = 0.0
     recent_max_av_offset_ms: float = 0.0
