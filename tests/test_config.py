@@ -432,7 +432,7 @@ def test_shipped_default_is_found_through_edgemate_data(tmp_path, monkeypatch):
 def test_broken_default_reports_missing_keys(tmp_path, monkeypatch):
     (tmp_path / "firmware_config").mkdir()
     default = write(tmp_path / "firmware_config", "default.yaml",
-                    (SHIPPED / "default.yaml").read_text().replace("    crf: 23\n", ""))
+                    (SHIPPED / "default.yaml").read_text().replace("    crf: 25\n", ""))
     monkeypatch.setenv("EDGEMATE_DATA", str(tmp_path))
     (message,) = errors_of()
     assert message.startswith(f"{default}:")

@@ -130,7 +130,9 @@ def run_bench(args: argparse.Namespace, load: Callable, started_at: float) -> in
                    "dropped": report.frames_dropped, "max_av_offset_ms": report.max_av_offset_ms,
                    "cpu_percent_one_core": round(100 * cpu_s / wall_s, 1) if wall_s else 0.0,
                    "cpu_percent_children": _percent(others.children_s, wall_s),
-                   "cpu_percent_display_server": _percent(others.display_server_s, wall_s)},
+                   # The display server works for the window sink only.
+                   "cpu_percent_display_server": (_percent(others.display_server_s, wall_s)
+                                                  if sink_info["kind"] == "window" else None)},
         "sink": sink_info,
         "frame_ms": _frame_ms(stages),
         "rss_mb": _peak_rss_mb(),

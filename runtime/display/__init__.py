@@ -23,7 +23,7 @@ def make_sink(kind: str, *, fullscreen: bool = False, driver: str = "auto",
               window_size: tuple[int, int] | None = None, path: str = "auto",
               scale_filter: str = "smooth",
               record_path: Path = Path("edgemate-recording.mp4"), ffmpeg: str = "auto",
-              crf: int = 23, preset: str = "veryfast") -> DisplaySink:
+              crf: int = 25, preset: str = "superfast") -> DisplaySink:
     """A closed sink of the given kind (display.sink); open it with open_with_fallback()."""
     # Imports inside: a record-only box needs no pygame, a window-only box no ffmpeg.
     if kind == "window":

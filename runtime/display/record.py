@@ -48,7 +48,7 @@ class RecordSink(DisplaySink):
     name = "record"
     wants_audio = True  # the MP4 carries the sound the frames were timed to
 
-    def __init__(self, path: Path, ffmpeg: str = "auto", crf: int = 23, preset: str = "veryfast",
+    def __init__(self, path: Path, ffmpeg: str = "auto", crf: int = 25, preset: str = "superfast",
                  fps: int = FPS, queue_frames: int = 3) -> None:
         if not 0 <= int(crf) <= 51:
             raise ValueError(f"crf {crf}: allowed 0 (best) to 51 (worst)")
