@@ -272,8 +272,16 @@ def _synth_festival(job: tuple[Path, list[Utterance]]) -> int:
     with tempfile.TemporaryDirectory(prefix="festival-") as tmp:
         work = Path(tmp)
         (work / "batch.scm").write_text(_festival_script(utts, work))
-        subprocess.run(["festival", "-b", str(work / "batch.scm")], check=True,
-                       capture_output=True, timeout=600)
+        done = subprocess.run(["festival", "-b", str(work / "batch.scm")],
+                              capture_output=True, timeout=600)
+        if done.returncode != 0:
+            # Usually a voice that is not installed (its Debian package: festvox-*).
+            voices = sorted({utt.voice for utt in utts})
+            detail = (done.stderr or done.stdout).decode(errors="replace").strip().splitlines()
+            raise SystemExit(f"festival failed (exit {done.returncode}) for voice(s) "
+                             f"{', '.join(map(str, voices))}: {detail[-1] if detail else 'no output'}; "
+                             f"is the voice installed? (Debian: apt-get install festvox-us-slt-hts "
+                             f"festvox-kallpc16k)")
         for utt in utts:
             samples, rate = read_wav(work / f"{utt.id}.wav")
             audio = to_16k(samples[:, 0], rate)
