@@ -222,7 +222,7 @@ def test_the_watchdog_stops_while_the_audio_intake_is_stuck(model_fixtures, list
     assert not runner.is_alive()
 
 
-def test_sigterm_during_a_cold_template_decode_stops_at_the_next_frame(model_fixtures,
+def test_sigterm_during_a_cold_template_decode_stops_within_the_frames_in_flight(model_fixtures,
                                                                        monkeypatch, tmp_path):
     from runtime.render import template_cache
     monkeypatch.setenv("EDGEMATE_CACHE_DIR", str(tmp_path / "cache"))  # a cold start
@@ -242,7 +242,9 @@ def test_sigterm_during_a_cold_template_decode_stops_at_the_next_frame(model_fix
                                 "display.sink=null", "control.enabled=false"])
     service = Service(lambda: config)
     report = service.run()  # returns: no exit 78, no waiting for the other 197 frames
-    assert len(decoded) == stop_after and service.state == "stopped"
+    # Frames already being decoded on the other decode threads finish; no new one starts.
+    assert stop_after <= len(decoded) <= stop_after + template_cache.DECODE_THREADS
+    assert service.state == "stopped"
     assert report.frames_shown == 0
     assert not template_cache.STOP_DECODING.is_set()  # cleared for whatever runs next
     assert not list((tmp_path / "cache").rglob("*.tmp"))  # the half-written cache is gone
