@@ -27,3 +27,21 @@ def test_closure_table_covers_every_kind_and_level(model_fixtures):
     for row in result["by_kind"].values():
         assert set(row) == set(LEVELS_DB) and all(0.0 <= v <= 1.0 for v in row.values())
     assert 0.0 <= result["pooled"] <= 1.0
+
+
+def test_eval_sections_report_goals_and_skip_in_one_line(tmp_path):
+    from tools.audio_model.eval_real import real_lip_section, room_noise_section
+
+    def shut(model, audio):  # a model that never opens the mouth
+        return np.zeros((len(audio) // 640 + 1, 6), np.float32)
+
+    lines, doc = room_noise_section(None, shut, seconds=0.5)
+    assert doc["pooled"] == 1.0 and any("goal >= 98%: PASS" in line for line in lines)
+    assert json_ready(doc)
+    lines, doc = real_lip_section(None, tmp_path / "absent", tmp_path, tmp_path, shut)
+    assert "skipped" in doc and any(line.startswith("Skipped: no talk_*.mp4") for line in lines)
+
+
+def json_ready(doc) -> bool:
+    import json
+    return bool(json.dumps(doc))

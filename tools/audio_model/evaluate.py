@@ -195,7 +195,8 @@ def _mark(ok: bool) -> str:
     return "met" if ok else "**not met**"
 
 
-def write_report(result: dict, out_dir: Path) -> None:
+def write_report(result: dict, out_dir: Path, extra: Sequence[str] = ()) -> None:
+    """EVAL.json and EVAL.md; `extra`: more markdown lines (tools.audio_model.eval_real)."""
     (out_dir / "EVAL.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
     clean, net = result["held_out"]["clean"], result["network"]
     od = clean["onset_delay_frames"]
@@ -254,6 +255,7 @@ def write_report(result: dict, out_dir: Path) -> None:
     if not result["recordings"]:
         lines.append("| (../shared/data/external not present: skipped) | | | | | | | |")
     lines += [""] + [f"![{rec['file']}]({rec['png']})" for rec in result["recordings"]]
+    lines += ["", *extra]
     (out_dir / "EVAL.md").write_text("\n".join(lines) + "\n")
 
 
@@ -264,6 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--corpus", type=Path, default=Path("/work/cache/corpus"))
     parser.add_argument("--external", type=Path, default=EXTERNAL)
     parser.add_argument("--limit", type=int, help="use only the first N held-out utterances")
+    parser.add_argument("--lips", type=Path, default=Path.home() / ".cache" / "edgemate" / "lips",
+                        help="folder of talk_*.lips.json (tools.faces.lips) for the real-lip section")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from tqdm import tqdm
@@ -286,7 +290,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             result["recordings"].append(evaluate_recording(
                 # Named by letter: the external files' own names never appear in the repo.
                 model, args.external / wav, out_dir / f"EVAL_real_{wav.split('_')[1]}.png"))
-    write_report(result, out_dir)
+    from .eval_real import real_lip_section, room_noise_section
+    lip_lines, result["real_lips"] = real_lip_section(model, args.external, args.lips, out_dir, run_model)
+    noise_lines, result["room_noise"] = room_noise_section(model, run_model)
+    write_report(result, out_dir, extra=lip_lines + noise_lines)
     print(f"wrote {out_dir / 'EVAL.md'}")
     return 0
 
