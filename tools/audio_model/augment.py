@@ -16,7 +16,7 @@ from runtime.audio.resample import StreamingResampler
 
 Segments = list[list]  # [start_s, end_s, symbol]
 INPUT_RATES = (8000, 11025, 22050, 32000, 44100, 48000)
-NOISE_KINDS = ("white", "pink", "brown", "hum", "babble")
+NOISE_KINDS = ("white", "pink", "brown", "hum", "babble", "notes", "buzz", "clicks")
 
 
 @dataclass(frozen=True)
@@ -32,8 +32,14 @@ class AugmentSettings:
     telephone_p: float = 0.15
     rate_p: float = 0.3
     noise_p: float = 0.75
-    snr_db: tuple[float, float] = (0.0, 30.0)
+    snr_db: tuple[float, float] = (0.0, 45.0)
     peak_dbfs: tuple[float, float] = (-30.0, 0.0)
+    #: Share of variants with the speech taken out: noise alone, every target closed. Without
+    #: them every example held speech somewhere, and a steady tone or music on its own opened
+    #: the mouth (issue 14's room-noise set).
+    noise_only_p: float = 0.2
+    #: RMS of those noise-only variants at the input, dBFS (speech sits near -20).
+    noise_only_dbfs: tuple[float, float] = (-75.0, -28.0)
 
 
 def _resample(audio: np.ndarray, in_rate: int, out_rate: int) -> np.ndarray:
@@ -89,7 +95,45 @@ def through_rate(audio: np.ndarray, rate: int) -> np.ndarray:
     return np.pad(out, (0, max(0, len(audio) - len(out))))[: len(audio)]
 
 
+def _notes(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Music-like: held notes of a random timbre (harmonics, vibrato, attack and decay)."""
+    t = np.arange(n) / SAMPLE_RATE
+    out = np.zeros(n)
+    # A timbre: from a pure tone (an organ stop, a sine pad) to ten harmonics.
+    harmonics = int(rng.integers(1, 11))
+    amps = rng.uniform(0.1, 1.0, harmonics) / np.arange(1, harmonics + 1) ** rng.uniform(0.5, 2.0)
+    start = 0
+    while start < n:
+        length = int(rng.uniform(0.15, 2.5) * SAMPLE_RATE)
+        span = slice(start, min(n, start + length))
+        local = t[span] - t[start]
+        for _ in range(int(rng.integers(1, 5))):  # a single line, or a chord
+            f0 = 110.0 * 2 ** (rng.integers(0, 36) / 12)
+            vibrato = 1 + 0.004 * np.sin(2 * np.pi * rng.uniform(4, 7) * local)
+            phase = 2 * np.pi * f0 * np.cumsum(vibrato) / SAMPLE_RATE
+            note = sum(a * np.sin(k * phase) for k, a in enumerate(amps, 1) if f0 * k < 7500)
+            envelope = np.minimum(1.0, local / 0.02) * np.exp(-local * rng.uniform(0.0, 3.0))
+            out[span] += note * envelope
+        start += length
+    return out
+
+
 def make_noise(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    if kind == "notes":
+        return _notes(n, rng).astype(np.float32)
+    if kind == "buzz":  # a transformer or a lamp ballast: 100/120 Hz and odd harmonics, rough
+        t = np.arange(n) / SAMPLE_RATE
+        base = rng.choice((100.0, 120.0))
+        tone = sum(np.sign(np.sin(2 * np.pi * base * k * t)) / k ** 1.5 for k in (1, 3, 5, 7))
+        return (tone + 0.1 * rng.normal(0, 1, n)).astype(np.float32)
+    if kind == "clicks":  # taps and knocks: short decaying bursts at random times
+        out = 0.02 * rng.normal(0, 1, n)
+        for at in np.cumsum(rng.exponential(0.25, int(n / SAMPLE_RATE / 0.25) + 1)):
+            start, length = int(at * SAMPLE_RATE), int(rng.uniform(0.005, 0.08) * SAMPLE_RATE)
+            if start + length < n:
+                out[start:start + length] += rng.normal(0, 1, length) * np.exp(
+                    -np.arange(length) / (length / 4))
+        return out.astype(np.float32)
     if kind == "hum":
         t = np.arange(n) / SAMPLE_RATE
         base = rng.choice((50.0, 60.0))
@@ -133,6 +177,8 @@ def random_chain(audio: np.ndarray, segments: Segments, rng: np.random.Generator
                  light: bool = False) -> tuple[np.ndarray, Segments]:
     """One random kiosk condition. `light`: only silence padding, mild noise and gain."""
     s = settings
+    if not light and rng.random() < s.noise_only_p:
+        return noise_only(len(audio), rng, s), []
     if not light and rng.random() < s.speed_p:
         audio, segments = change_speed(audio, segments, rng.uniform(*s.speed_range))
     audio, segments = pad_silence(audio, segments, rng.uniform(*s.lead_s), rng.uniform(*s.trail_s))
@@ -147,3 +193,14 @@ def random_chain(audio: np.ndarray, segments: Segments, rng: np.random.Generator
     elif rng.random() < s.noise_p:
         audio = add_noise(audio, rng.uniform(*s.snr_db), rng, str(rng.choice(NOISE_KINDS)))
     return set_peak(audio, rng.uniform(*s.peak_dbfs)), segments
+
+
+def noise_only(n: int, rng: np.random.Generator, settings: AugmentSettings) -> np.ndarray:
+    """A variant without speech: one noise kind (sometimes two) at an absolute level."""
+    noise = make_noise(str(rng.choice(NOISE_KINDS)), n, rng).astype(np.float64)
+    if rng.random() < 0.3:  # a room rarely holds one sound only
+        other = make_noise(str(rng.choice(NOISE_KINDS)), n, rng).astype(np.float64)
+        noise = noise / (noise.std() + 1e-9) + rng.uniform(0.1, 1.0) * other / (other.std() + 1e-9)
+    rms = np.sqrt(np.mean(noise.astype(np.float64) ** 2)) + 1e-12
+    gain = 10 ** (rng.uniform(*settings.noise_only_dbfs) / 20) / rms
+    return np.clip(noise * gain, -1, 1).astype(np.float32)
