@@ -45,3 +45,27 @@ def test_eval_sections_report_goals_and_skip_in_one_line(tmp_path):
 def json_ready(doc) -> bool:
     import json
     return bool(json.dumps(doc))
+
+
+def test_speech_in_noise_reports_every_kind_level_and_the_largest_drop():
+    from tools.audio_model.room_noise import speech_in_noise
+    rng = np.random.default_rng(0)
+    frames = 50
+    target = np.zeros((frames, 6), np.float32)
+    target[10:40, 0] = rng.uniform(0.2, 0.9, 30)
+    audio = np.repeat(target[:, 0], 640).astype(np.float32) * rng.normal(0, 0.3, frames * 640).astype(np.float32)
+
+    def loudness(model, audio):  # a "model" that opens with the frame's loudness
+        frame_rms = np.sqrt(np.mean(audio[: len(audio) // 640 * 640].reshape(-1, 640) ** 2, axis=1))
+        params = np.zeros((len(frame_rms), 6), np.float32)
+        params[:, 0] = frame_rms
+        return params
+
+    result = speech_in_noise(None, loudness, [(audio, target)])
+    assert set(result["by_kind"]) == set(KINDS)
+    assert all(set(row) == set(LEVELS_DB) for row in result["by_kind"].values())
+    assert result["clean"] > 0.8  # loudness follows this fake speech
+    worst = min(min(row.values()) for row in result["by_kind"].values())
+    assert result["max_drop"] == pytest.approx(result["clean"] - worst, abs=1e-4)
+    # Louder noise hurts loudness more than quieter noise.
+    assert result["by_kind"]["room_tone"][10] <= result["by_kind"]["room_tone"][45]

@@ -72,8 +72,10 @@ def real_lip_section(model, external: Path, lips_dir: Path, out_dir: Path, run_m
     return lines, doc
 
 
-def room_noise_section(model, run_model, seconds: float = 8.0) -> tuple[list[str], dict]:
-    from .room_noise import CLOSED, LEVELS_DB, SPEECH_RMS_DBFS, closure_table
+def room_noise_section(model, run_model, seconds: float = 8.0,
+                       utterances=()) -> tuple[list[str], dict]:
+    """`utterances`: held-out [(audio, targets)] for speech mixed into the noise (optional)."""
+    from .room_noise import CLOSED, LEVELS_DB, SPEECH_RMS_DBFS, closure_table, speech_in_noise
     result = closure_table(model, run_model, seconds)
     lines = ["## Room noise", "",
              f"tools/audio_model/room_noise.py: eight kinds a kiosk microphone hears, {seconds:g} s "
@@ -86,8 +88,22 @@ def room_noise_section(model, run_model, seconds: float = 8.0) -> tuple[list[str
     passed = result["pooled"] >= 0.98
     lines += ["", f"Closed in {result['pooled']:.1%} of all noise frames (goal >= 98%: "
                   f"{'PASS' if passed else 'FAIL'}).", ""]
-    return lines, {**result, "by_kind": {k: {str(lvl): v for lvl, v in row.items()}
-                                          for k, row in result["by_kind"].items()}}
+    doc = {**result, "by_kind": {k: {str(lvl): v for lvl, v in row.items()}
+                                 for k, row in result["by_kind"].items()}}
+    if utterances:
+        mixed = speech_in_noise(model, run_model, utterances)
+        lines += [f"Speech in the same noises: {mixed['utterances']} held-out utterances, the "
+                  f"speech at {SPEECH_RMS_DBFS:g} dBFS, r(open) against the targets (clean: "
+                  f"{mixed['clean']}):", "",
+                  "| noise | " + " | ".join(f"{level} dB below" for level in LEVELS_DB) + " |",
+                  "|---|" + "---|" * len(LEVELS_DB)]
+        for kind, row in mixed["by_kind"].items():
+            lines.append(f"| {kind.replace('_', ' ')} | " + " | ".join(f"{row[level]:.3f}" for level in LEVELS_DB) + " |")
+        lines += ["", f"Largest drop {mixed['max_drop']:.3f} (goal <= 0.1: "
+                      f"{'PASS' if mixed['max_drop'] <= 0.1 else 'FAIL'}).", ""]
+        doc["speech_in_noise"] = {**mixed, "by_kind": {k: {str(lvl): v for lvl, v in row.items()}
+                                                       for k, row in mixed["by_kind"].items()}}
+    return lines, doc
 
 
 def _plot(series: dict, png: Path, title: str) -> None:

@@ -259,6 +259,17 @@ def write_report(result: dict, out_dir: Path, extra: Sequence[str] = ()) -> None
     (out_dir / "EVAL.md").write_text("\n".join(lines) + "\n")
 
 
+def _held_out_speech(corpus: Path, metas: Sequence[dict]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(audio with 0.5 s / 1 s of silence around it, per-frame targets) of held-out utterances."""
+    out = []
+    for meta in metas:
+        samples, _ = read_wav(corpus / "wav" / f"{meta['id']}.wav")
+        audio, segments = pad_silence(samples[:, 0].copy(), meta["segments"], 0.5, 1.0)
+        segs = [Segment(*s) for s in segments]
+        out.append((audio, frame_targets(segs, meta["table"], len(audio) / SAMPLE_RATE)))
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.audio_model.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -292,7 +303,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 model, args.external / wav, out_dir / f"EVAL_real_{wav.split('_')[1]}.png"))
     from .eval_real import real_lip_section, room_noise_section
     lip_lines, result["real_lips"] = real_lip_section(model, args.external, args.lips, out_dir, run_model)
-    noise_lines, result["room_noise"] = room_noise_section(model, run_model)
+    noise_lines, result["room_noise"] = room_noise_section(model, run_model,
+                                                           utterances=_held_out_speech(args.corpus, metas[:60]))
     write_report(result, out_dir, extra=lip_lines + noise_lines)
     print(f"wrote {out_dir / 'EVAL.md'}")
     return 0

@@ -132,6 +132,38 @@ def closure_table(model, run_model, seconds: float = 8.0) -> dict:
     return {"by_kind": table, "pooled": round(closed / total, 4), "seconds": seconds}
 
 
+def speech_in_noise(model, run_model, utterances, seconds_pad: float = 0.5) -> dict:
+    """r(open) against the targets on held-out speech, clean and mixed into every kind at every
+    level: {"clean": r, "by_kind": {kind: {level: r}}, "max_drop": ...}. `utterances`:
+    [(audio, targets)], the speech set to SPEECH_RMS_DBFS over its loud samples first."""
+    def r_of(mix) -> float:
+        preds, goals = [], []
+        for audio, target in mix:
+            pred = run_model(model, audio)
+            n = min(len(pred), len(target))
+            preds.append(pred[:n, 0])
+            goals.append(target[:n, 0])
+        a, b = np.concatenate(preds), np.concatenate(goals)
+        return round(float(np.corrcoef(a, b)[0, 1]), 4)
+
+    leveled = []
+    for audio, target in utterances:
+        loud = np.abs(audio) > 0.05 * np.abs(audio).max()
+        rms = np.sqrt(np.mean(audio[loud].astype(np.float64) ** 2)) + 1e-12
+        leveled.append(((audio * (10 ** (SPEECH_RMS_DBFS / 20) / rms)).astype(np.float32), target))
+    clean = r_of(leveled)
+    table = {}
+    for kind in KINDS:
+        table[kind] = {}
+        for level in LEVELS_DB:
+            mixed = [(np.clip(audio + noise_clip(kind, level, len(audio) / SAMPLE_RATE, seed=n)[:len(audio)],
+                              -1, 1), target) for n, (audio, target) in enumerate(leveled)]
+            table[kind][level] = r_of(mixed)
+    worst = min(min(row.values()) for row in table.values())
+    return {"clean": clean, "by_kind": table, "max_drop": round(clean - worst, 4),
+            "utterances": len(utterances)}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from runtime.speech.audio_model import AudioModel
     from .evaluate import REPO, run_model
