@@ -199,10 +199,13 @@ def test_a_tts_client_dropping_mid_utterance_closes_the_mouth_and_leaks_nothing(
         drop_one()
     # What each client sent before it died (1 s of speech) still plays, then all is idle.
     wait_for(lambda: service.status().pushed == "stream: idle", 12.0)
-    time.sleep(0.3)
     appliance = service.appliance
-    shown = appliance.scheduler.stats.shown
-    assert max(float(appliance.track.get(k)[0]) for k in range(shown - 3, shown + 1)) < 0.05
+
+    def mouth_shut_on_screen() -> bool:
+        # By frame number, not by the count of frames shown: a busy machine drops frames.
+        last = appliance.scheduler.last_shown
+        return max(float(appliance.track.get(k)[0]) for k in range(last - 3, last + 1)) < 0.05
+    wait_for(mouth_shut_on_screen, 5.0)
     assert process.num_fds() <= fds and process.num_threads() <= threads
     assert service.status().state == "running"
 

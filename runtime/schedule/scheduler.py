@@ -69,6 +69,11 @@ class FrameScheduler:
         self._render_started = now
         return target
 
+    @property
+    def last_shown(self) -> int:
+        """The number of the frame shown last (-1 before the first): with drops, not `shown`."""
+        return self._last_shown
+
     def present_at(self, frame: int) -> float:
         """Wait until `frame`'s slot starts (rendering may finish early); return the signed
         picture-to-sound offset (audio now minus the middle of the frame's slot).
