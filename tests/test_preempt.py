@@ -119,7 +119,7 @@ def test_say_over_a_mic_source_opens_the_mouth(model_fixtures, tmp_path):
         assert service.status().source.startswith("pushed speech over mic")
         time.sleep(1.2)
         appliance = service.appliance
-        shown = appliance.scheduler.stats.shown
+        shown = appliance.scheduler.last_shown + 1  # by frame number: drops make the count lag
         assert max(float(appliance.track.get(k)[0]) for k in range(shown - 25, shown)) > 0.5
         assert service.status().fps > 0
     finally:
