@@ -190,6 +190,24 @@ def test_auto_path_takes_the_surface_without_a_gpu_and_says_why(monkeypatch):
     assert screen_paths.choose_path(FakePg, FakeVideo, "texture") == ("texture", "display.path: texture")
 
 
+def test_a_driver_without_a_window_surface_falls_back_to_the_texture(monkeypatch):
+    from runtime.display import window as window_module
+
+    def no_surface(*args, **kwargs):
+        raise pygame.error("Window framebuffer support not available")
+
+    monkeypatch.setattr(window_module, "SurfacePath", no_surface)
+    sink = WindowSink(driver="dummy", path="surface")
+    try:
+        sink.open(FRAME)
+        assert sink.screen_path == "texture" and "no window surface" in sink.screen_path_reason
+        frame = solid((30, 60, 90))
+        sink.present(Picture(frame, None, NO_BOX, template_key=0), 0)
+        assert np.array_equal(sink.screenshot(), frame)
+    finally:
+        sink.close()
+
+
 def test_unknown_path_or_filter_is_rejected_early():
     with pytest.raises(ValueError, match="allowed are auto, texture, surface"):
         WindowSink(path="gpu")

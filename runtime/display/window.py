@@ -222,8 +222,16 @@ class WindowSink(DisplaySink):
         self._shown_key, self._shown_box = None, NO_BOX
         self._dst = letterbox(frame_size, self._window.size)
         if self.screen_path == "surface":
-            self._screen = SurfacePath(pg, self._window, frame_size, self._dst, self.scale_filter)
-        else:
+            try:
+                self._screen = SurfacePath(pg, self._window, frame_size, self._dst, self.scale_filter)
+            except pg.error as exc:
+                # Some backends have no plain window surface (SDL2's Wayland without a
+                # framebuffer): the texture path still shows the frames, only dearer.
+                log.warning("window surface unavailable (%s): drawing through a texture",
+                            _one_line(exc))
+                self.screen_path = "texture"
+                self.screen_path_reason = f"no window surface on this driver ({_one_line(exc)})"
+        if self._screen is None:
             self._screen = TexturePath(pg, video, self._window, frame_size, self._dst)
         self._screen.redraw()
 
