@@ -10,7 +10,9 @@ silence between sentences (so `edgemate demo` shows the mouth closing and the id
 The clip is peak-normalised to -3 dBFS and written as 16 kHz mono PCM16 (the rate the audio
 model runs at; the runtime's WAV reader takes 8 to 96 kHz). A sidecar `demo.yaml` next to
 it holds each sentence's text and start/end in seconds, the voice, rate, duration, the
-WAV's sha256 and the command that rebuilds it. The same command gives the same bytes.
+WAV's sha256 and the command that rebuilds it. The same command gives the same clip: the
+same timing and level, normally the same bytes (an espeak-ng rebuild once differed in its
+noise, inside a long test process).
 
 The voice is festival's HTS voice cmu_us_slt_arctic_hts (Debian festvox-us-slt-hts); why, with
 the figures of the other candidates, is in tools/audio_model/demo_voices.py (CANDIDATES).
@@ -159,7 +161,7 @@ def build(out: Path, voice: Voice, sentences: int = len(SCRIPT),
                       "engine_version": engine_version(voice), "why": voice.why},
             "sentences": timings,
             "recipe": recipe(out, voice, len(lines)),
-            "recipe_needs": f"Debian packages {voice.package}; the same command gives the same bytes",
+            "recipe_needs": f"Debian packages {voice.package}; the same command gives the same clip",
             "measured": measure(clip, SAMPLE_RATE),
         }
         side_tmp.write_text(yaml.safe_dump(sidecar, sort_keys=False, allow_unicode=True, width=100))
