@@ -79,9 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _log_format() -> str:
+    """journald stamps each line with its time; launchd's StandardErrorPath (a Mac's
+    LaunchAgent) is a plain file that would not: there the lines carry their own."""
+    tty = sys.stderr is not None and sys.stderr.isatty()
+    stamped = sys.platform == "darwin" and not tty
+    return ("%(asctime)s " if stamped else "") + "%(levelname)s %(name)s: %(message)s"
+
+
 def _setup_logging(level: str, debug: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if debug else getattr(logging, level.upper()),
-                        format="%(levelname)s %(name)s: %(message)s", force=True)
+                        format=_log_format(), force=True)
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:

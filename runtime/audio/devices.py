@@ -11,7 +11,8 @@ from typing import Any
 from .source import AudioSourceError
 
 #: How to get PyAudio; named in every "needs PyAudio" error.
-PYAUDIO_HINT = 'pip install "edgemate[audio]" (and the system PortAudio, Debian: portaudio19-dev)'
+PYAUDIO_HINT = ('pip install "edgemate[audio]" (and the system PortAudio, Debian: '
+                'portaudio19-dev, macOS: brew install portaudio)')
 _CHANNEL_KEYS = {"input": "maxInputChannels", "output": "maxOutputChannels"}
 
 

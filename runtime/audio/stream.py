@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from runtime.system.unix_socket import remove_stale_socket
+from runtime.system.unix_socket import ensure_socket_dir, remove_stale_socket
 from .chunk import AudioChunk
 from .pcm import RAW_FORMATS, RawPcmDecoder, check_format
 from .source import SILENT, AudioSource, AudioSourceError
@@ -333,6 +333,7 @@ class StreamSource(AudioSource):
 
     def _bind(self) -> socket.socket:
         """A listening socket at socket_path with socket_mode; remembers its inode."""
+        ensure_socket_dir(self.socket_path)  # /tmp/edgemate on a Mac: emptied at boot
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             listener.bind(str(self.socket_path))

@@ -1,8 +1,9 @@
 """`edgemate say FILE.wav`, `edgemate stop`, `edgemate status`: clients of the control socket.
 
 The socket is found from --socket, $EDGEMATE_CONTROL_SOCKET, the config's control.socket
-(relative: /run/edgemate under systemd, else the temp directory), in that order; --tcp PORT
-talks to a loopback TCP port instead (only if the service was configured with one).
+(relative: /run/edgemate under systemd, /tmp/edgemate under the Mac's LaunchAgent, else the
+temp directory), in that order; --tcp PORT talks to a loopback TCP port instead (only if the
+service was configured with one).
 """
 from __future__ import annotations
 
@@ -20,6 +21,16 @@ from typing import BinaryIO
 #: Where systemd's RuntimeDirectory=edgemate puts the socket; a user shell has no
 #: $RUNTIME_DIRECTORY, so it is looked for here first.
 SYSTEMD_RUNTIME_DIR = Path("/run/edgemate")
+#: RUNTIME_DIRECTORY of the Mac's LaunchAgent (systemd/com.edgemate.appliance.plist); looked
+#: at on macOS only: elsewhere nothing of ours lives in a world-writable /tmp directory.
+LAUNCH_AGENT_RUNTIME_DIR = Path("/tmp/edgemate")
+
+
+def service_runtime_dirs() -> tuple[Path, ...]:
+    """Where the shipped service definitions of this OS put the sockets, in order."""
+    if sys.platform == "darwin":
+        return (LAUNCH_AGENT_RUNTIME_DIR,)
+    return (SYSTEMD_RUNTIME_DIR,)
 
 
 class ClientError(Exception):
@@ -67,10 +78,12 @@ def socket_path(args: argparse.Namespace) -> Path:
     from runtime.config.loader import load_config
     configured = Path(load_config(args.config).control.socket)
     # A relative control.socket was resolved against this shell's runtime dir; the service
-    # resolved it against /run/edgemate: prefer that one when it exists.
-    under_systemd = SYSTEMD_RUNTIME_DIR / configured.name
-    if not os.environ.get("RUNTIME_DIRECTORY") and _present(under_systemd):
-        return under_systemd
+    # resolved it against its own (/run/edgemate, a Mac's /tmp/edgemate): prefer that one
+    # when it exists.
+    if not os.environ.get("RUNTIME_DIRECTORY"):
+        for directory in service_runtime_dirs():
+            if _present(directory / configured.name):
+                return directory / configured.name
     return configured
 
 
@@ -81,6 +94,12 @@ def _present(path: Path) -> bool:
         return path.exists()
     except PermissionError:
         return path.parent.exists()
+
+
+def _how_to_get_in() -> str:
+    if sys.platform == "darwin":  # no service group there: the LaunchAgent runs as its user
+        return "run it as the user the LaunchAgent runs as, or widen control.socket_mode"
+    return "join the service's group, e.g. `sudo usermod -aG edgemate $USER`"
 
 
 def exchange(connection: http.client.HTTPConnection, method: str, path: str,
@@ -111,8 +130,7 @@ def request(args: argparse.Namespace, method: str, path: str, body: BinaryIO | b
         raise ClientError(f"no appliance listening at {where} (is `edgemate run` running?)") \
             from None
     except PermissionError:
-        raise ClientError(f"{where}: permission denied (join the service's group, e.g. "
-                          "`sudo usermod -aG edgemate $USER`)") from None
+        raise ClientError(f"{where}: permission denied ({_how_to_get_in()})") from None
     except (OSError, http.client.HTTPException) as exc:
         raise ClientError(f"{where}: {exc}") from None
 

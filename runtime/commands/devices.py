@@ -3,13 +3,30 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import logging
 import os
-import platform
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from runtime.system.quiet import quiet_stderr
+
+log = logging.getLogger(__name__)
+
+#: Linux sensor nodes (sysfs); none of them exists on macOS.
+THERMAL_ZONE_GLOB = "/sys/class/thermal/thermal_zone*"
+PI_THROTTLE_NODE = "/sys/devices/platform/soc/soc:firmware/get_throttled"
+X86_COUNTER_GLOB = "/sys/devices/system/cpu/cpu*/thermal_throttle/core_throttle_count"
+
+
+def _no_display_hint() -> str:
+    """Where a box with no screen gets one: KMSDRM exists on Linux only."""
+    if sys.platform == "darwin":
+        return ("a Mac shows a window only in a logged-in user's session: run it as a "
+                "LaunchAgent, see systemd/README.md")
+    return "a console kiosk uses display.driver: kmsdrm"
+
 
 def _open_pyaudio():
     """(PyAudio instance, None) or (None, reason) when PyAudio is missing."""
@@ -19,8 +36,11 @@ def _open_pyaudio():
         pyaudio = load_pyaudio(None, "listing audio devices")
     except AudioSourceError as err:
         return None, str(err)
-    with quiet_stderr():  # PortAudio/ALSA print pages of probing noise
-        return pyaudio.PyAudio(), None
+    try:
+        with quiet_stderr():  # PortAudio/ALSA print pages of probing noise
+            return pyaudio.PyAudio(), None
+    except OSError as err:  # PortAudio without any host API it can start
+        return None, f"PortAudio cannot start: {err}"
 
 
 def audio_devices(direction: str) -> tuple[list[str], str | None]:
@@ -56,47 +76,61 @@ def find_input_device(substring: str) -> tuple[bool, str]:
 def displays() -> tuple[list[str], str | None]:
     """Desktop sizes SDL can see with its default driver, or the reason it sees none."""
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
-    import pygame
+    try:
+        import pygame
+    except ImportError as err:
+        return [], f"no display (pygame is not installed: pip install pygame-ce; {err})"
     try:
         with quiet_stderr():
             pygame.display.init()
             sizes = pygame.display.get_desktop_sizes()
             driver = pygame.display.get_driver()
     except pygame.error as err:
-        return [], f"no display: {err} (a console kiosk uses display.driver: kmsdrm)"
+        return [], f"no display: {' '.join(str(err).split())} ({_no_display_hint()})"
     finally:
         with quiet_stderr():
             pygame.display.quit()
     if driver in ("offscreen", "dummy"):  # SDL's stand-ins when nothing can be shown
         return [], (f"no display (SDL fell back to its '{driver}' driver; "
-                    "a console kiosk uses display.driver: kmsdrm)")
+                    f"{_no_display_hint()})")
     return [f"{w}x{h} (SDL driver {driver})" for w, h in sizes], None
 
 
 def thermal_sensors() -> list[str]:
+    """Every temperature and throttle source seen here; [] on a box with none (macOS has
+    no /sys and no psutil.sensors_temperatures)."""
     found = []
-    for zone in sorted(glob.glob("/sys/class/thermal/thermal_zone*")):
+    for zone in sorted(glob.glob(THERMAL_ZONE_GLOB)):
         with contextlib.suppress(OSError, ValueError):
             kind = Path(zone, "type").read_text().strip()
             temp = int(Path(zone, "temp").read_text()) / 1000
             found.append(f"{zone}: {kind} {temp:.1f} C")
-    with contextlib.suppress(Exception):
-        import psutil
-        if hasattr(psutil, "sensors_temperatures"):
-            for chip, readings in psutil.sensors_temperatures().items():
-                for reading in readings:
-                    found.append(f"psutil {chip}/{reading.label or '-'}: {reading.current:.1f} C")
-    for node in ("/sys/devices/platform/soc/soc:firmware/get_throttled",):
-        if os.path.exists(node):
-            found.append(f"{node}: Raspberry Pi throttle flags")
-    counters = glob.glob("/sys/devices/system/cpu/cpu*/thermal_throttle/core_throttle_count")
+    found += _psutil_temperatures()
+    if os.path.exists(PI_THROTTLE_NODE):
+        found.append(f"{PI_THROTTLE_NODE}: Raspberry Pi throttle flags")
+    counters = glob.glob(X86_COUNTER_GLOB)
     if counters:
         found.append(f"x86 thermal throttle counters on {len(counters)} CPUs")
-    if platform.system() == "Darwin" and shutil.which("pmset"):
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            out = subprocess.run(["pmset", "-g", "therm"], capture_output=True, text=True, timeout=2)
+    if sys.platform == "darwin" and shutil.which("pmset"):
+        try:
+            out = subprocess.run(["pmset", "-g", "therm"], capture_output=True, text=True,
+                                 timeout=2, stdin=subprocess.DEVNULL)
             found.append("macOS pmset -g therm: " + " ".join(out.stdout.split())[:80])
+        except (OSError, subprocess.SubprocessError) as err:
+            log.debug("pmset -g therm: %s", err)
     return found
+
+
+def _psutil_temperatures() -> list[str]:
+    try:
+        import psutil
+        chips = psutil.sensors_temperatures() if hasattr(psutil, "sensors_temperatures") else {}
+    except Exception as err:  # noqa: BLE001 - psutil raises odd errors on odd hwmon drivers
+        log.debug("psutil temperatures: %s", err)
+        return []
+    return [f"psutil {chip}/{reading.label or '-'}: {reading.current:.1f} C"
+            for chip, readings in chips.items() for reading in readings
+            if reading.current is not None]
 
 
 def governor_sensors() -> list[str]:

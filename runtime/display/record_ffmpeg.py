@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 #: x264's presets (display.record.preset), fastest first.
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
                 "slower", "veryslow", "placebo")
-FFMPEG_MISSING = ("record sink needs ffmpeg: install it (Debian: apt install ffmpeg) "
-                  "or pip install imageio-ffmpeg")
+FFMPEG_MISSING = ("record sink needs ffmpeg: install it (Debian: apt install ffmpeg, macOS: "
+                  "brew install ffmpeg) or pip install imageio-ffmpeg")
 #: Lines of ffmpeg's own error output quoted when it fails.
 _STDERR_LINES = 3
 

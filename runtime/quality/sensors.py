@@ -21,6 +21,7 @@ import platform
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -158,7 +159,9 @@ def parse_pmset_therm(text: str) -> tuple[str, ...]:
     if speed and int(speed.group(1)) < 100:
         found.append(f"macOS CPU speed limit {speed.group(1)}%")
     for kind in ("thermal", "performance"):
-        level = re.search(rf"{kind} warning level\D*(\d+)", text, re.IGNORECASE)
+        # The level's number is on its own line: "No thermal warning level has been
+        # recorded" followed by a timestamped "CPU Power notify" block must not read as 2024.
+        level = re.search(rf"{kind} warning level[^\d\n]*(\d+)", text, re.IGNORECASE)
         if level and int(level.group(1)) > 0:
             found.append(f"macOS {kind} warning level {level.group(1)}")
     return tuple(found)
@@ -248,11 +251,16 @@ def _quietly(probe: Callable):
         return None
 
 
-def discover(settings, *, system: str | None = None, thermal_root: Path = THERMAL_ROOT,
-             pi_node: Path = PI_THROTTLE_NODE, x86_glob: str = X86_THROTTLE_GLOB,
+def discover(settings, *, system: str | None = None, thermal_root: Path | None = None,
+             pi_node: Path | None = None, x86_glob: str | None = None,
              use_psutil: bool = True) -> SensorSet:
-    """The sensors of this box for `settings` (config `governor.sensors`); never raises."""
-    system = system or platform.system()
+    """The sensors of this box for `settings` (config `governor.sensors`); never raises.
+    `system`: platform.system() ("Linux", "Darwin"); default: this one. The paths default
+    to the module's constants, looked up now (a test points them elsewhere)."""
+    system = system or ("Darwin" if sys.platform == "darwin" else platform.system())
+    thermal_root = THERMAL_ROOT if thermal_root is None else thermal_root
+    pi_node = PI_THROTTLE_NODE if pi_node is None else pi_node
+    x86_glob = X86_THROTTLE_GLOB if x86_glob is None else x86_glob
     found = SensorSet()
     if settings.temperature_file is not None:
         # Configured: used even while it does not exist yet (a scripted file may appear later).
@@ -263,6 +271,10 @@ def discover(settings, *, system: str | None = None, thermal_root: Path = THERMA
             found.temperature = FileTemperature(zone[0] / "temp", f"thermal zone {zone[1]}")
         elif use_psutil:
             found.temperature = PsutilTemperature.find()
+        if found.temperature is None:
+            # macOS has neither /sys nor psutil.sensors_temperatures: "unknown" is normal there.
+            log.debug("no temperature sensor (no CPU thermal zone under %s%s)", thermal_root,
+                      ", no CPU chip in psutil" if use_psutil else "")
     throttles: list = []
     pi_path = settings.throttle_file if settings.throttle_file is not None else pi_node
     if settings.throttle_file is not None or _quietly(Path(pi_path).exists):
@@ -270,8 +282,11 @@ def discover(settings, *, system: str | None = None, thermal_root: Path = THERMA
     counters = sorted(glob.glob(x86_glob))
     if counters:
         throttles.append(X86Throttle(counters))
-    if system == "Darwin" and shutil.which("pmset"):
-        throttles.append(PmsetThermal(settings.pmset_interval_s, settings.pmset_timeout_s))
+    if system == "Darwin":
+        if shutil.which("pmset"):
+            throttles.append(PmsetThermal(settings.pmset_interval_s, settings.pmset_timeout_s))
+        else:  # launchd's PATH always has /usr/bin; a stripped PATH does not
+            log.info("pmset not on PATH: no macOS thermal pressure reading")
     found.throttles = tuple(throttles)
     if use_psutil:
         try:

@@ -28,7 +28,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from runtime.config.schema import ControlConfig
-from runtime.system.unix_socket import remove_stale_socket
+from runtime.system.unix_socket import ensure_socket_dir, remove_stale_socket
 from runtime.system.peer_access import peer_allowed
 
 from .control_access import ClientLimits
@@ -305,6 +305,7 @@ class ControlServer:
         self._watcher: threading.Thread | None = None
 
     def _bind_unix(self) -> socketserver.BaseServer:
+        ensure_socket_dir(self.path)  # a tidy-up may have taken the directory too
         remove_stale_socket(self.path)
         server = _Server(str(self.path), self.service, self.settings)
         os.chmod(self.path, self.settings.socket_mode)

@@ -25,15 +25,26 @@ log = logging.getLogger(__name__)
 FD_RESERVE = 64
 
 
-def fds_left() -> int | None:
+#: Where this process's open descriptors are listed: Linux's /proc, else /dev/fd (macOS
+#: has no /proc; its /dev/fd lists them all). launchd's default soft limit is only 256.
+_FD_DIRS = ("/proc/self/fd", "/dev/fd")
+
+
+def fds_left(fd_dirs: tuple[str, ...] = _FD_DIRS) -> int | None:
     """Descriptors left below the soft limit, or None where they cannot be counted."""
     try:
         import resource
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-        used = len(os.listdir("/proc/self/fd"))
     except (OSError, ValueError, ImportError):
         return None
-    return None if soft == resource.RLIM_INFINITY else soft - used
+    if soft == resource.RLIM_INFINITY:
+        return None
+    for fd_dir in fd_dirs:
+        try:
+            return soft - len(os.listdir(fd_dir))
+        except OSError:
+            continue
+    return None
 
 
 class ClientLimits:

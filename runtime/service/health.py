@@ -42,14 +42,19 @@ def process_usage() -> dict:
     usage = {"rss_mb": None, "private_mb": private_mb(), "open_fds": None, "threads": None}
     try:
         import psutil
-        process = psutil.Process()
-        with process.oneshot():
-            rss = process.memory_info().rss
-            fds = process.num_fds() if hasattr(process, "num_fds") else None
-            threads = process.num_threads()
-        usage.update(rss_mb=round(rss / 2**20, 1), open_fds=fds, threads=threads)
-    except (ImportError, OSError) as exc:
+    except ImportError as exc:
         log.debug("process usage unavailable: %s", exc)
+        psutil = None
+    if psutil is not None:
+        try:
+            process = psutil.Process()
+            with process.oneshot():
+                rss = process.memory_info().rss
+                fds = process.num_fds() if hasattr(process, "num_fds") else None
+                threads = process.num_threads()
+            usage.update(rss_mb=round(rss / 2**20, 1), open_fds=fds, threads=threads)
+        except (OSError, psutil.Error) as exc:  # psutil.Error is no OSError (AccessDenied)
+            log.debug("process usage unavailable: %s", exc)
     usage.update(heap_usage())
     return usage
 

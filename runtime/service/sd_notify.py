@@ -38,7 +38,10 @@ class Notifier:
         if address:
             # "@name" = the abstract namespace: a leading NUL byte on the wire.
             self._address = "\0" + address[1:] if address.startswith("@") else address
-            self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            # SOCK_CLOEXEC is Linux-only (not in macOS's socket module); Python makes every
+            # socket non-inheritable anyway (PEP 446), the flag only closes a race at creation.
+            kind = socket.SOCK_DGRAM | getattr(socket, "SOCK_CLOEXEC", 0)
+            self._socket = socket.socket(socket.AF_UNIX, kind)
             # Never block the frame loop on a full socket buffer: drop the message instead.
             self._socket.setblocking(False)
             if watchdog_usec and watchdog_usec > 0:
@@ -86,6 +89,8 @@ class Notifier:
         return self.notify(*fields, *([f"STATUS={status}"] if status else []))
 
     def reloading(self) -> bool:
+        if self._socket is None:  # launchd, a shell: nothing to tell (and no clock to read)
+            return False
         # MONOTONIC_USEC lets systemd 253+ (Type=notify-reload) match the reload; older ignore it.
         now_usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
         return self.notify("RELOADING=1", f"MONOTONIC_USEC={now_usec}")

@@ -47,7 +47,8 @@ def cache_dir() -> Path:
 
     Order: $EDGEMATE_CACHE_DIR; $CACHE_DIRECTORY (systemd sets it for CacheDirectory=, the
     first of a colon-separated list); $XDG_CACHE_HOME/edgemate (the spec says to ignore a
-    relative one); ~/.cache/edgemate; the temp directory if there is no home.
+    relative one); ~/.cache/edgemate (macOS: ~/Library/Caches/edgemate, which backups
+    skip); the temp directory if there is no home.
     """
     env = os.environ.get("EDGEMATE_CACHE_DIR")
     if env:
@@ -59,6 +60,8 @@ def cache_dir() -> Path:
     if xdg and Path(xdg).is_absolute():
         return Path(xdg) / "edgemate"
     try:
+        if sys.platform == "darwin":
+            return Path.home() / "Library" / "Caches" / "edgemate"
         return Path.home() / ".cache" / "edgemate"
     except RuntimeError:  # no HOME and no passwd entry (a bare container user)
         import tempfile

@@ -2,10 +2,24 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import stat
 from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def ensure_socket_dir(path: Path) -> None:
+    """Create the directory that will hold socket `path` when it is missing. systemd makes
+    /run/edgemate (RuntimeDirectory=); the Mac's LaunchAgent points RUNTIME_DIRECTORY at
+    /tmp/edgemate, which macOS empties at boot. OSError if it cannot be made."""
+    parent = Path(path).parent
+    if parent.is_dir():
+        return
+    parent.mkdir(mode=0o755, parents=True, exist_ok=True)  # the socket's own mode guards it
+    log.info("created the socket directory %s", parent)
 
 
 def remove_stale_socket(path: Path) -> None:
@@ -41,6 +55,7 @@ class InstanceLock:
     def acquire(self) -> None:
         """OSError naming the holder when another process has it."""
         import fcntl
+        ensure_socket_dir(self.path)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
