@@ -6,7 +6,8 @@ picks the level per frame; any renderer honours all three.
 """
 from __future__ import annotations
 
-from typing import Protocol
+import dataclasses
+from typing import Mapping, Protocol
 
 import numpy as np
 
@@ -53,7 +54,10 @@ class NcnnRenderer:
     """Runs a bundle's coarse and fine ncnn stages on the current template frame's crop."""
 
     def __init__(self, bundle: AvatarBundle, threads: int = 1, vulkan: bool = False,
-                 timer: StageTimer | None = None):
+                 timer: StageTimer | None = None,
+                 ncnn_options: Mapping[str, bool] | None = None):
+        """`ncnn_options` replaces both sidecars' options (None: what they ship); only for
+        measuring what the shipped ones buy on another CPU (tools/parity)."""
         self.bundle = bundle
         self.timer = timer or StageTimer()
         cs, fs = bundle.coarse_size, bundle.crop_size
@@ -66,6 +70,9 @@ class NcnnRenderer:
                        {"image": (3, cs, cs)}, why)
         _expect_shapes(fine, {"coarse_image": (3, cs, cs), "template_crop": (3, fs, fs),
                               "params": (6,)}, {"image": (3, fs, fs)}, why)
+        if ncnn_options is not None:
+            coarse = dataclasses.replace(coarse, options=dict(ncnn_options))
+            fine = dataclasses.replace(fine, options=dict(ncnn_options))
         self.coarse = NcnnModel(coarse, threads, vulkan)  # each runs once on zeros (probe)
         self.fine = NcnnModel(fine, threads, vulkan)
         # The stages' template inputs, made per frame from the template's mouth box (one
@@ -112,6 +119,11 @@ class NcnnRenderer:
                                       "params": params}, ("image",))["image"]
             changes.append((fine.reshape(fine_in.shape), fine_in, weights[Quality.FULL]))
         return changes
+
+    def stage_images(self, params: np.ndarray, template_index: int) -> dict[Quality, np.ndarray]:
+        """Both stages' raw outputs (C, H, W) for one frame: COARSE -> coarse, FULL -> fine."""
+        coarse, fine = self._stages(params, template_index, {Quality.COARSE: 1.0, Quality.FULL: 1.0})
+        return {Quality.COARSE: coarse[0], Quality.FULL: fine[0]}
 
     @staticmethod
     def _weights(params: np.ndarray, level: Quality, blend_from: Quality | None,

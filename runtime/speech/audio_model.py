@@ -1,7 +1,9 @@
 """The streaming audio model: fbank frames in, six mouth parameters per 40 ms out."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 
@@ -22,8 +24,13 @@ class AudioModel:
     n - `audio.lookahead_steps` (the model has seen that much audio past the frame).
     """
 
-    def __init__(self, sidecar_path: Path, threads: int = 1, vulkan: bool = False):
+    def __init__(self, sidecar_path: Path, threads: int = 1, vulkan: bool = False,
+                 ncnn_options: Mapping[str, bool] | None = None):
+        """`ncnn_options` replaces the sidecar's (None: what it ships); only for measuring
+        what the shipped ones buy on another CPU (tools/parity)."""
         self.sidecar = load_sidecar(sidecar_path, kind="audio_model")
+        if ncnn_options is not None:
+            self.sidecar = dataclasses.replace(self.sidecar, options=dict(ncnn_options))
         audio = self.sidecar.extra.get("audio")
         where = f"{self.sidecar.path}: audio"
         if not isinstance(audio, dict):
