@@ -64,8 +64,9 @@ def test_bad_playlist_items_are_skipped_and_the_rest_plays(model_fixtures, tmp_p
     appliance = Appliance(config)
     report = run_to_end(appliance)
     assert "missing.wav" in caplog.text and "broken.wav" in caplog.text
-    # The good second of speech played (plus a frame or two of start-up).
-    assert 24 <= report.frames_shown <= 30
+    # The good second of speech played (plus a frame or two of start-up): its frames were
+    # shown or, on a box too slow for them (an emulated Pi), dropped on time by the scheduler.
+    assert 24 <= report.frames_shown + report.frames_dropped <= 30 and report.frames_shown > 0
     spoken = [appliance.track.get(k)[0] for k in range(25)]
     assert max(spoken) > 0.5
 

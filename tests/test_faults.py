@@ -211,9 +211,9 @@ def test_a_full_disk_stops_the_recording_and_the_appliance_goes_on(
     service = run_service(lambda: config)
     _wait(lambda: "disk full" in (service.status().last_error or ""), 5, "disk full")
     before = service.status().frames_shown
-    time.sleep(0.5)
-    status = service.status()
-    assert status.frames_shown > before + 8 and status.state == "running"
+    # Frames go on being shown (at whatever rate this box manages: 8 fps emulated on arm64).
+    _wait(lambda: service.status().frames_shown > before + 8, 10, "frames after the disk filled")
+    assert service.status().state == "running"
 
 
 def test_sha256_failure_at_start_is_exit_78_naming_the_file(model_fixtures, tmp_path):

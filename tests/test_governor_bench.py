@@ -192,7 +192,9 @@ def test_bench_cotenant_profiles_report_lip_sync_and_leave_no_load_behind(
     rows = json.loads(capsys.readouterr().out)["cotenants"]
     assert [row["profile"] for row in rows] == ["quiet", "niced", "appliance"]
     for row in rows:
-        assert row["shown"] > 20 and row["dropped"] == row["dropped_own_cost"] + row["dropped_preempted"]
+        # The clip's frames were shown or dropped on time (a slow box drops more, never loses one)
+        assert row["shown"] > 0 and row["shown"] + row["dropped"] > 20
+        assert row["dropped"] == row["dropped_own_cost"] + row["dropped_preempted"]
         assert set(row["time_at_level_s"]) == {"full", "coarse", "pass"}
         assert row["speech_frames"] > 0 and row["speech_at_coarse_or_better"] is not None
         assert row["lip_sync_r"] is None or -1.0 <= row["lip_sync_r"] <= 1.0

