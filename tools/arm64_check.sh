@@ -16,8 +16,11 @@
 # and afterwards, on this machine, the same dump on x86 and `tools.parity compare` against each
 # CPU: the parity table (mouth parameters within 0.01, crops >= 40 dB) goes to the summary.
 #
-#   sudo tools/arm64_check.sh [--cpus "cortex-a72 cortex-a76 max"] [--full-suite] [--clean]
+#   sudo tools/arm64_check.sh [--cpus "cortex-a72 cortex-a76 max"] [--bundle DIR] [--full-suite]
+#                             [--clean]
 #
+#   --bundle DIR  the parity of another avatar bundle (one the avatar builder made) instead of
+#                 the default avatar's (check and demo still use the default avatar)
 #   --full-suite  also the whole torch-free suite once, on cortex-a72 (slow: timed, not CI)
 #   --clean       delete the arm64 root afterwards
 #
@@ -43,6 +46,8 @@ NUMERIC_TESTS="tests/test_models.py tests/test_model_shapes.py tests/test_upscal
 GUEST_SRC=/opt/edgemate-src
 GUEST_VENV=/opt/edgemate-venv
 GUEST_OUT=/opt/edgemate-out
+GUEST_BUNDLE=/opt/edgemate-bundle
+BUNDLE=""
 
 # All of it in one function: bash reads a script as it runs, so an edit to this file
 # during a run (it takes minutes) would otherwise run half of each version.
@@ -50,10 +55,11 @@ main() {
 while [ $# -gt 0 ]; do
   case "$1" in
     --cpus) CPUS="$2"; shift 2 ;;
+    --bundle) BUNDLE="$(cd "$2" && pwd)" || exit 2; shift 2 ;;
     --full-suite) FULL_SUITE=1; shift ;;
     --clean) CLEAN=1; shift ;;
     -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
-    *) echo "arm64_check: unknown argument '$1' (allowed: --cpus LIST, --full-suite, --clean)" >&2
+    *) echo "arm64_check: unknown argument '$1' (allowed: --cpus LIST, --bundle DIR, --full-suite, --clean)" >&2
        exit 2 ;;
   esac
 done
@@ -164,6 +170,14 @@ started=$SECONDS
 # plus what is being worked on. Copied, not bind-mounted, so pip builds as from a clone.
 (cd "$SRC" && git ls-files -co --exclude-standard -z) \
   | rsync -a --delete --from0 --files-from=- "$SRC/" "$ROOT$GUEST_SRC/"
+GUEST_PARITY_ARGS=""
+HOST_PARITY_ARGS=()
+if [ -n "$BUNDLE" ]; then
+  [ -f "$BUNDLE/avatar.yaml" ] || die "--bundle $BUNDLE: no avatar.yaml there"
+  rsync -a --delete "$BUNDLE/" "$ROOT$GUEST_BUNDLE/"
+  GUEST_PARITY_ARGS="--bundle $GUEST_BUNDLE"
+  HOST_PARITY_ARGS=(--bundle "$BUNDLE")
+fi
 say "installing EdgeMate into $GUEST_VENV (pip install .)"
 if QEMU_CPU=max guest "set -e; [ -x $GUEST_VENV/bin/python ] || python3 -m venv $GUEST_VENV
     cd $GUEST_SRC && pip install -q --force-reinstall --no-deps . && pip install -q '.[dev]'" \
@@ -216,7 +230,7 @@ for cpu in $CPUS; do
   fi
 
   started=$SECONDS
-  if guest "cd $GUEST_SRC && python -m tools.parity dump --out $dir/parity.npz" \
+  if guest "cd $GUEST_SRC && python -m tools.parity dump --out $dir/parity.npz $GUEST_PARITY_ARGS" \
       > "$OUT/$cpu/parity.log" 2>&1; then
     record "$cpu" dump PASS $((SECONDS - started)) "$cpu/parity.npz"
   else
@@ -239,12 +253,13 @@ if [ -z "$HOST_PY" ]; then
     || die "cannot install EdgeMate on x86 for the reference: see $OUT/x86-install.log"
 fi
 started=$SECONDS
-(cd "$SRC" && "$HOST_PY" -m tools.parity dump --out "$OUT/x86_64.npz") > "$OUT/x86.log" 2>&1 \
+(cd "$SRC" && "$HOST_PY" -m tools.parity dump --out "$OUT/x86_64.npz" "${HOST_PARITY_ARGS[@]}") > "$OUT/x86.log" 2>&1 \
   || die "the x86 reference dump failed: see $OUT/x86.log"
 dumps=()
 for cpu in $CPUS; do [ -s "$OUT/$cpu/parity.npz" ] && dumps+=("$cpu=$OUT/$cpu/parity.npz"); done
 if [ ${#dumps[@]} -gt 0 ] && (cd "$SRC" && "$HOST_PY" -m tools.parity compare \
-    --reference "$OUT/x86_64.npz" --markdown "$OUT/parity.md" "${dumps[@]}") > "$OUT/compare.log" 2>&1; then
+    --reference "$OUT/x86_64.npz" --markdown "$OUT/parity.md" --sheet "$OUT/parity_sheet.png" \
+    "${dumps[@]}") > "$OUT/compare.log" 2>&1; then
   record x86_64 parity PASS $((SECONDS - started)) "goals hold: see parity.md"
 else
   record x86_64 parity FAIL $((SECONDS - started)) "see $OUT/compare.log"

@@ -26,6 +26,8 @@ def _parser() -> argparse.ArgumentParser:
     cmp = sub.add_parser("compare", help="the parity table against an x86 reference dump")
     cmp.add_argument("--reference", type=Path, required=True, help="the x86 dump")
     cmp.add_argument("--markdown", type=Path, default=None, help="also write the table here")
+    cmp.add_argument("--sheet", type=Path, default=None,
+                     help="a PNG of FULL mouth patches: x86, each CPU, the difference x16")
     cmp.add_argument("dumps", nargs="+", metavar="NAME=FILE", help="dumps to compare")
     return parser
 
@@ -50,13 +52,19 @@ def _dump(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     _, reference = load_dump(args.reference)
-    rows = []
+    rows, loaded = [], []
     for item in args.dumps:
         name, sep, path = item.partition("=")
         if not sep:
             name, path = Path(item).stem, item
         meta, arrays = load_dump(Path(path))
         rows += compare(reference, name, meta, arrays)
+        loaded.append((name, meta, arrays))
+    if args.sheet:
+        from .sheet import sheet_image, write_png
+        write_png(sheet_image(reference, loaded), args.sheet)
+        columns = ", ".join(f"{name} shipped, diff, {name} ncnn defaults, diff" for name, _, _ in loaded)
+        print(f"parity: {args.sheet}: columns x86, {columns}")
     table = markdown(rows)
     print(table)
     if args.markdown:
