@@ -208,3 +208,25 @@ def test_bad_patterns_and_frames_get_one_line_errors(bundle):
 def test_the_unit_gives_the_service_a_cache_directory():
     unit = (REPO / "systemd" / "edgemate.service").read_text().splitlines()
     assert "CacheDirectory=edgemate" in unit
+
+
+def test_a_pingpong_loop_plays_forward_and_back_without_storing_a_frame_twice(bundle):
+    """template.loop: pingpong (tools/make_avatar/loop.py picks it for a stretch that does
+    not join itself): 0..N-1, then N-2..1, then 0 again; every step moves one frame."""
+    import dataclasses
+    bundle_dir = bundle
+    loaded = load_bundle(bundle_dir)
+    n = loaded.frame_count
+    assert n >= 3 and [loaded.loop_index(k) for k in range(n + 1)] == [*range(n), 0]  # forward: default
+    ping = dataclasses.replace(loaded, loop="pingpong")
+    played = [ping.loop_index(k) for k in range(3 * (2 * n - 2) + 1)]
+    assert played[:2 * n - 1] == [*range(n), *range(n - 2, -1, -1)]
+    assert set(np.abs(np.diff(played))) == {1} and sorted(set(played)) == list(range(n))
+    doc = yaml.safe_load((bundle_dir / "avatar.yaml").read_text())
+    doc["template"]["loop"] = "pingpong"
+    (bundle_dir / "avatar.yaml").write_text(yaml.safe_dump(doc))
+    assert load_bundle(bundle_dir).loop == "pingpong"
+    doc["template"]["loop"] = "backwards"
+    (bundle_dir / "avatar.yaml").write_text(yaml.safe_dump(doc))
+    with pytest.raises(BundleError, match=r"template.loop: must be one of forward, pingpong \(got 'backwards'\)"):
+        load_bundle(bundle_dir)

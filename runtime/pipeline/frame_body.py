@@ -42,7 +42,7 @@ class FrameBody:
 
     def prepare(self, number: int, params: np.ndarray, plan: RenderPlan) -> PreparedFrame:
         bundle = self.bundle
-        index = number % bundle.frame_count
+        index = bundle.loop_index(number)
         template = bundle.frames[index]
         # One pass where the renderer has it (the patch straight from the stage output);
         # otherwise the crop, then the compositor (cross-fades, boxes off the frame).

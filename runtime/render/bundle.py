@@ -6,6 +6,9 @@ avatar.yaml (schema 1):
                       like "frames/%04d.png" decoded once into a cached .npy that is
                       memory-mapped too (template_cache.py; RAM if the cache is not writable)
     template.count    N, the loop length in frames (the loop must be seamless)
+    template.loop     forward (0..N-1, 0..; the default) or pingpong (0..N-1, N-2..1, 0..):
+                      a stretch that does not join itself plays forward and back, with no
+                      frame stored twice (tools/make_avatar/loop.py chooses)
     template.crop_boxes  (N, 2) int .npy: top-left x, y of the mouth box in each frame
     template.sha256   {file: hex} for the template files (verified at load)
     box_size          side of the mouth box in frame pixels
@@ -36,6 +39,7 @@ from .template_cache import TemplateError, image_frame_names, load_image_frames
 
 
 BUNDLE_SCHEMA = 1
+LOOP_MODES = ("forward", "pingpong")
 
 
 class BundleError(ModelError):
@@ -96,10 +100,20 @@ class AvatarBundle:
     fine_sidecar: Path
     open_scale: float
     composition: Composition = Composition()
+    loop: str = "forward"
 
     @property
     def frame_count(self) -> int:
         return int(self.frames.shape[0])
+
+    def loop_index(self, number: int) -> int:
+        """The template frame shown at video frame `number`."""
+        count = self.frame_count
+        if self.loop != "pingpong" or count < 3:
+            return number % count
+        period = 2 * count - 2
+        step = number % period
+        return step if step < count else period - step
 
 
 def _get(doc: Any, dotted: str, where: Path, kinds: type | tuple[type, ...]) -> Any:
@@ -231,6 +245,10 @@ def load_bundle(bundle_dir: Path) -> AvatarBundle:
     coarse, fine = (_inside(bundle_dir, models.get(k, ""), f"models.{k}", where)
                     for k in ("coarse", "fine"))
     composition = _composition(doc, where)
+    loop = doc["template"].get("loop", "forward")
+    if loop not in LOOP_MODES:
+        raise BundleError(f"{where}: template.loop: must be one of {', '.join(LOOP_MODES)} "
+                          f"(got {loop!r})")
     for name, digest in listed.items():
         path = bundle_dir / name
         actual = sha256_file(path) if path.is_file() else "missing file"
@@ -273,4 +291,4 @@ def load_bundle(bundle_dir: Path) -> AvatarBundle:
         path=bundle_dir, name=str(doc.get("name", bundle_dir.name)), fixture=bool(doc.get("fixture")),
         frame_size=(int(width), int(height)), frames=frames, crop_boxes=boxes, box_size=box,
         crop_size=crop_size, coarse_size=coarse_size, mask=mask, coarse_sidecar=coarse,
-        fine_sidecar=fine, open_scale=open_scale, composition=composition)
+        fine_sidecar=fine, open_scale=open_scale, composition=composition, loop=loop)
