@@ -125,3 +125,22 @@ def test_the_face_mesh_sees_the_parameters_on_real_frames():
         assert np.corrcoef(sweep, widths)[0, 1] >= 0.9, widths
         assert gaps[-1] > 0.18  # as far as real lips open (aoc's reach about 0.25)
         assert measure(shown([0.5, 0, 0, 1.0, 0, 0.3]))[0] < 0.02  # press closes the lips
+
+
+def test_the_video_source_gives_one_box_size_in_fine_stage_multiples_and_rest_is_the_template():
+    from tools.make_avatar.source import VideoMouthSource, box_size_for, crop_boxes
+    frame, points = synthetic_face()
+    frames = [frame, np.roll(frame, 3, axis=1)]
+    tracks = np.stack([points, points + (3.0, 0.0)])
+    source = VideoMouthSource(frames, tracks)
+    assert source.box_size % 128 == 0 and source.box_size >= 2.2 * 80
+    boxes = source.crop_boxes()
+    assert boxes.dtype == np.int32 and (boxes[1] - boxes[0]).tolist() == [3, 0]  # follows the face
+    x, y = boxes[0]
+    assert np.array_equal(source.render_box(0), frame[y:y + source.box_size, x:x + source.box_size])
+    assert np.array_equal(source.render_box(0, np.zeros(6)), source.render_box(0))
+    assert not np.array_equal(source.render_box(1, np.array([1.0, 0, 0, 0, 0, 0])), source.render_box(1))
+    # a box never leaves the frame; a frame smaller than one box is a clear error
+    assert (crop_boxes(tracks + (-500.0, 0.0), 256, (400, 400))[:, 0] == 0).all()
+    with pytest.raises(ValueError, match="smaller than one 128 px mouth box"):
+        box_size_for(tracks, (100, 100))

@@ -55,6 +55,7 @@ class DatasetSpec:
     shard_size: int = 512
     mix: ParamMix = field(default_factory=ParamMix)
     generator: dict = field(default_factory=dict)  # the command and settings that made it
+    loop: str = "forward"            # how the bundle plays the template (runtime/render/bundle.py)
 
     @property
     def shard_counts(self) -> list[int]:
@@ -135,7 +136,7 @@ def write_manifest(out: Path, spec: DatasetSpec, done: dict[int, str]) -> None:
         "count": spec.pairs,
         "params": list(PARAM_NAMES),
         "template": {"frames": FRAME_PATTERN, "count": spec.frames, "crop_boxes": "crop_boxes.npy",
-                     "rest_params": [0.0] * 6},
+                     "rest_params": [0.0] * 6, **({"loop": spec.loop} if spec.loop != "forward" else {})},
         "arrays": {
             "template_index": "(N,) int32: template frame the pair belongs to",
             "params": "(N, 6) float32 in [0, 1], order as in params",

@@ -172,8 +172,9 @@ class MouthModel:
         moved = self.posed_points(params)
         source = [self.points[i] for i in moved] + [self.points[i] for i in FIXED]
         target = [moved[i] for i in moved] + [self.points[i] for i in FIXED]
-        # The box edge stays where it is: a fixed point every 8 px along it.
-        for t in np.linspace(0, size - 1, max(6, size // 8)):
+        # The box edge stays where it is (warp_region also fades the displacement out
+        # towards it): 6 fixed points per side keep the spline from bending out there.
+        for t in np.linspace(0, size - 1, 6):
             for edge in ((t, 0), (t, size - 1), (0, t), (size - 1, t)):
                 anchor = np.array(edge) + (x, y)
                 source.append(anchor)

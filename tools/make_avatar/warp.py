@@ -19,7 +19,9 @@ def _kernel(d2: np.ndarray) -> np.ndarray:
 
 
 def _sq_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return ((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=2)
+    """(M, K) squared distances by |a|^2 + |b|^2 - 2ab: one small matrix product."""
+    d2 = (a * a).sum(axis=1)[:, None] + (b * b).sum(axis=1)[None, :] - 2.0 * a @ b.T
+    return np.maximum(d2, 0.0)
 
 
 def fit_tps(target: np.ndarray, source: np.ndarray, regularise: float = 1e-3) -> tuple:

@@ -137,7 +137,8 @@ def write_bundle(out: Path, dataset: Path, manifest: dict, name: str, coarse_siz
     doc = {
         "schema": 1, "name": name, "fixture": False, "fps": int(manifest.get("fps", 25)),
         "frame_size": list(manifest["frame_size"]),
-        "template": {"frames": pattern, "count": count, "crop_boxes": boxes, "sha256": hashes},
+        "template": {"frames": pattern, "count": count, "crop_boxes": boxes, "sha256": hashes,
+                     **({"loop": template["loop"]} if template.get("loop", "forward") != "forward" else {})},
         "box_size": int(manifest["box_size"]), "crop_size": crop_size, "coarse_size": coarse_size,
         "mask": {"feather_px": feather_px},
         "models": {"coarse": "coarse.yaml", "fine": "fine.yaml"},
