@@ -209,7 +209,7 @@ for cpu in $CPUS; do
   if [ "$FULL_SUITE" = 1 ] && [ "$cpu" = "$first_cpu" ]; then
     tests="tests"; what="whole torch-free suite"
   fi
-  if guest "cd $GUEST_SRC && EDGEMATE_SOAK_MINUTES=0 python -m pytest -q -p no:cacheprovider $(echo $tests)" \
+  if guest "cd $GUEST_SRC && EDGEMATE_SOAK_MINUTES=0 python -m pytest -q -rs -p no:cacheprovider $(echo $tests)" \
       > "$OUT/$cpu/tests.log" 2>&1; then
     record "$cpu" tests PASS $((SECONDS - started)) "$what: $(grep -E '[0-9]+ (passed|failed)' "$OUT/$cpu/tests.log" | tail -1 | tr -d '=')"
   else
