@@ -1,0 +1,197 @@
+"""python -m tools.eval_avatar BUNDLE [--audio SPEECH.wav] [--out DIR]
+
+Does a bundle's mouth do what the parameters ask? Judged by something that did not make it:
+mediapipe's face mesh, run on the frames the runtime renders (NcnnRenderer, the frame path's
+patch pasted into the template frame), at FULL and at COARSE:
+
+    sweeps   each of open, wide and press swept 0 -> 1 alone on three template frames: the
+             inner-lip gap (landmarks 13-14 / eye corners 33-263) against `open` (goal
+             r >= 0.95 and monotonic), the mouth width (61-291) against `wide` (r >= 0.9),
+             and the gap with `press` = 1 at open 0.5 (shut: under 0.02)
+    speech   the audio model on a speech clip (default: the bundle's demo clip), every frame
+             rendered on the advancing loop: r(open, measured gap) (goal >= 0.95)
+    still    the frame outside the mouth mask equals the template (no visible box edge);
+             the loop's seam against its ordinary frame-to-frame change (picture RMS)
+
+Writes DIR/EVAL.md and DIR/EVAL_sheet.png (each parameter swept at FULL and COARSE). Needs the
+faces environment (mediapipe 0.10.14, opencv). A report, not a timed test.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+SWEEP = np.linspace(0.0, 1.0, 11)
+
+
+class Measurer:
+    def __init__(self):
+        import mediapipe as mp
+
+        self.mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
+                                                    refine_landmarks=True)
+
+    def __call__(self, frame: np.ndarray) -> tuple[float, float] | None:
+        found = self.mesh.process(np.ascontiguousarray(frame)).multi_face_landmarks
+        if not found:
+            return None
+        h, w = frame.shape[:2]
+        p = np.array([(q.x * w, q.y * h) for q in found[0].landmark])
+        eyes = float(np.linalg.norm(p[263] - p[33]))
+        return (float(np.linalg.norm(p[13] - p[14]) / eyes),
+                float(np.linalg.norm(p[61] - p[291]) / eyes))
+
+
+def shown(bundle, renderer, params: np.ndarray, index: int, level) -> np.ndarray:
+    """The whole frame as the appliance shows it (the fused patch, or render + blend)."""
+    from runtime.render.compositor import Compositor
+
+    frame = np.array(bundle.frames[index])
+    made = renderer.render_patch(params, index, level)
+    if made is not None:
+        patch, box = made
+        if patch is None:
+            return frame
+        x, y, w, h = box
+        frame[y:y + h, x:x + w] = patch
+        return frame
+    crop = renderer.render(params, index, level)
+    x, y = (int(v) for v in bundle.crop_boxes[index])
+    patch, (px, py, pw, ph) = Compositor(bundle.mask).blend(frame, crop, x, y)
+    if patch is not None:
+        frame[py:py + ph, px:px + pw] = patch
+    return frame
+
+
+def _r(a, b) -> float:
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    ok = np.isfinite(a) & np.isfinite(b)
+    return float(np.corrcoef(a[ok], b[ok])[0, 1]) if ok.sum() > 2 and np.std(b[ok]) > 0 else float("nan")
+
+
+def sweeps(bundle, renderer, measure, level, indices) -> dict:
+    gaps, widths, pressed = [], [], []
+    for index in indices:
+        for v in SWEEP:
+            m = measure(shown(bundle, renderer, np.array([v, 0, 0, 0, 0, 0.5], np.float32), index, level))
+            gaps.append((v, m[0] if m else np.nan))
+            m = measure(shown(bundle, renderer, np.array([0.2, v, 0, 0, 0, 0.3], np.float32), index, level))
+            widths.append((v, m[1] if m else np.nan))
+        m = measure(shown(bundle, renderer, np.array([0.5, 0, 0, 1.0, 0, 0.3], np.float32), index, level))
+        pressed.append(m[0] if m else np.nan)
+    g = np.array(gaps)
+    per_frame = g[:, 1].reshape(len(indices), len(SWEEP))
+    return {"r_open_gap": _r(g[:, 0], g[:, 1]), "r_wide_width": _r(*np.array(widths).T),
+            "monotonic": bool(np.all(np.diff(per_frame, axis=1) > -0.005)),
+            "gap_at_open_1": float(np.nanmean(per_frame[:, -1])), "gap_pressed": float(np.nanmax(pressed))}
+
+
+def speech(bundle, renderer, measure, level, wav: Path, audio_model: Path) -> dict:
+    from runtime.commands.mouth import analyze_file
+    from runtime.speech.audio_model import AudioModel
+
+    params = analyze_file(wav, AudioModel(audio_model))
+    gaps = []
+    for k, p in enumerate(params):
+        m = measure(shown(bundle, renderer, p.astype(np.float32), bundle.loop_index(k), level))
+        gaps.append(m[0] if m else np.nan)
+    return {"frames": len(params), "r_open_gap": _r(params[:, 0], gaps)}
+
+
+def still(bundle, renderer) -> dict:
+    from runtime.quality.levels import Quality
+
+    outside = bundle.mask <= 0.0
+    worst = 0
+    for index in (0, bundle.frame_count // 2):
+        made = renderer.render_patch(np.array([1.0, 0.5, 0, 0, 0, 1.0], np.float32), index, Quality.FULL)
+        if made is None or made[0] is None:
+            continue
+        patch, (x, y, w, h) = made
+        template = np.asarray(bundle.frames[index])[y:y + h, x:x + w]
+        worst = max(worst, int(np.abs(patch.astype(int) - template)[outside].max(initial=0)))
+    frames = np.asarray(bundle.frames, np.float32)
+    order = [bundle.loop_index(k) for k in range(2 * bundle.frame_count)]
+    steps = [float(np.sqrt(np.mean((frames[a] - frames[b]) ** 2))) for a, b in zip(order, order[1:]) if a != b]
+    seam = float(np.sqrt(np.mean((frames[order[bundle.frame_count - 1]] - frames[order[bundle.frame_count]]) ** 2))) \
+        if bundle.loop == "forward" and bundle.frame_count > 1 else 0.0
+    return {"outside_mask_max_levels": worst, "loop": bundle.loop,
+            "seam_rms": seam, "median_step_rms": float(np.median(steps)) if steps else 0.0}
+
+
+def contact_sheet(bundle, renderer, path: Path) -> None:
+    from runtime.quality.levels import Quality
+    from tools.avatar.png import write_png
+
+    rows = []
+    x, y = (int(v) for v in bundle.crop_boxes[0])
+    s = bundle.box_size
+    for level in (Quality.FULL, Quality.COARSE):
+        for j in range(6):
+            cells = []
+            for v in np.linspace(0, 1, 6):
+                p = np.zeros(6, np.float32)
+                p[j] = v
+                cells.append(shown(bundle, renderer, p, 0, level)[y:y + s, x:x + s])
+            rows.append(np.concatenate(cells, axis=1))
+    write_png(path, np.concatenate(rows, axis=0))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.eval_avatar", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("bundle", type=Path)
+    parser.add_argument("--audio", type=Path, help="speech clip (default: the bundle's demo clip)")
+    parser.add_argument("--out", type=Path, help="report directory (default: the bundle)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from runtime.commands.demo import demo_clip
+    from runtime.commands.mouth import default_audio_model
+    from runtime.models.ncnn_model import ModelError
+    from runtime.quality.levels import Quality
+    from runtime.render.bundle import load_bundle
+    from runtime.render.renderer import NcnnRenderer
+
+    try:
+        bundle = load_bundle(args.bundle)
+        renderer = NcnnRenderer(bundle)
+        measure = Measurer()
+    except ModelError as err:
+        print(f"eval_avatar: {err}", file=sys.stderr)
+        return 78
+    except ImportError as err:
+        print(f"eval_avatar: needs mediapipe 0.10.14 ({err}): pip install -e \".[faces]\"", file=sys.stderr)
+        return 1
+    wav = args.audio or demo_clip(args.bundle)
+    out = args.out or args.bundle
+    out.mkdir(parents=True, exist_ok=True)
+    indices = sorted({0, bundle.frame_count // 3, 2 * bundle.frame_count // 3})
+    lines = [f"# {bundle.name}: the face mesh on rendered frames", "",
+             "| level | r(open, gap) | monotonic | gap at open 1 | r(wide, width) | gap, press 1 "
+             "| r(open, gap) on speech |", "|---|---|---|---|---|---|---|"]
+    for level in (Quality.FULL, Quality.COARSE):
+        sw = sweeps(bundle, renderer, measure, level, indices)
+        sp = speech(bundle, renderer, measure, level, wav, default_audio_model()) if wav else {"r_open_gap": float("nan")}
+        lines.append(f"| {level.label} | {sw['r_open_gap']:.3f} | {sw['monotonic']} | {sw['gap_at_open_1']:.3f} "
+                     f"| {sw['r_wide_width']:.3f} | {sw['gap_pressed']:.3f} | {sp['r_open_gap']:.3f} |")
+    st = still(bundle, renderer)
+    lines += ["", f"Outside the mouth mask the frame differs from the template by at most "
+              f"{st['outside_mask_max_levels']} grey levels. Loop: {st['loop']}; seam RMS "
+              f"{st['seam_rms']:.2f} against a median frame-to-frame change of {st['median_step_rms']:.2f}.",
+              "", f"Goals: r(open, gap) >= 0.95 and monotonic; r(wide, width) >= 0.9; press shuts "
+              f"(gap < 0.02). Speech clip: {wav}.", "", "![sheet](EVAL_sheet.png)", ""]
+    contact_sheet(bundle, renderer, out / "EVAL_sheet.png")
+    (out / "EVAL.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
