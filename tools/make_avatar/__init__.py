@@ -1,6 +1,10 @@
-"""The avatar builder: an avatar bundle from a person's idle video, talking video or photo.
+"""The avatar builder: an avatar bundle from a person's idle video or photo.
 
-Built so far (issue 13): face tracking and frame checks (tools/faces/track.py, quality.py)
-and the template loop (loop.py). Still to come: the explicit mouth model, the dataset from
-talking footage, training through tools/renderer, the bundle and `python -m tools.make_avatar`.
+    python -m tools.make_avatar --video IDLE.mp4 | --photo FACE.jpg --out DIR
+
+Face tracking and frame checks (tools/faces/track.py, quality.py), the template loop
+(loop.py), the explicit mouth model (mouth_model.py, warp.py) posing each frame's mouth, the
+dataset in the renderer's layout (source.py, tools/avatar/dataset.py), training and export
+(tools/renderer), the bundle (build.py). Design and figures: docs/AVATAR_BUILDER.md.
+Not yet: mouth shapes learnt from talking footage (--speech-video).
 """
