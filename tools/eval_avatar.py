@@ -126,6 +126,50 @@ def still(bundle, renderer) -> dict:
             "seam_rms": seam, "median_step_rms": float(np.median(steps)) if steps else 0.0}
 
 
+def subpixel_shift(a: np.ndarray, b: np.ndarray, rounds: int = 3) -> np.ndarray:
+    """(dx, dy) with b(x) = a(x - d): a global translation by Lucas-Kanade (gradients and the
+    difference, iterated with a bilinear re-sample), accurate to a few hundredths of a pixel
+    for the sub-pixel steps between neighbouring frames."""
+    from tools.make_avatar.warp import sample_bilinear
+
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    yy, xx = np.mgrid[0:a.shape[0], 0:a.shape[1]].astype(np.float64)
+    d = np.zeros(2)
+    inner = (slice(2, -2), slice(2, -2))
+    for _ in range(rounds):
+        moved = sample_bilinear(a[..., None], np.stack([xx - d[0], yy - d[1]], axis=-1))[..., 0]
+        gy, gx = np.gradient(moved)
+        gx, gy, diff = gx[inner], gy[inner], (b - moved)[inner]
+        system = np.array([[np.sum(gx * gx), np.sum(gx * gy)], [np.sum(gx * gy), np.sum(gy * gy)]])
+        rhs = -np.array([np.sum(gx * diff), np.sum(gy * diff)])
+        if abs(np.linalg.det(system)) < 1e-9:
+            break
+        d += np.linalg.solve(system, rhs)
+    return d
+
+
+def jitter(bundle, renderer, level, frames: int = 60) -> float:
+    """RMS (px) of how far the rendered mouth moves from frame to frame beyond what the
+    template's own mouth region moves: a held open mouth on consecutive loop frames. The box
+    moves in whole pixels with the face; both crops are taken in the same box, so a box step
+    cancels and what is left is the mouth not following the face."""
+    params = np.array([0.6, 0.2, 0, 0, 0, 0.5], np.float32)
+    size = bundle.box_size
+    lo, hi = size // 4, 3 * size // 4  # the mouth's part of the box
+    order = [bundle.loop_index(k) for k in range(min(frames, 2 * bundle.frame_count))]
+    crops = []
+    for index in order:
+        x, y = (int(v) for v in bundle.crop_boxes[index])
+        rendered = shown(bundle, renderer, params, index, level)[y:y + size, x:x + size]
+        template = np.asarray(bundle.frames[index])[y:y + size, x:x + size]
+        crops.append((rendered.astype(np.float64).mean(axis=2)[lo:hi, lo:hi],
+                      template.astype(np.float64).mean(axis=2)[lo:hi, lo:hi]))
+    errors = [subpixel_shift(r0, r1) - subpixel_shift(t0, t1)
+              for (r0, t0), (r1, t1) in zip(crops, crops[1:])]
+    return float(np.sqrt(np.mean(np.sum(np.square(errors), axis=1)))) if errors else 0.0
+
+
 def contact_sheet(bundle, renderer, path: Path) -> None:
     from runtime.quality.levels import Quality
     from tools.avatar.png import write_png
@@ -182,9 +226,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines.append(f"| {level.label} | {sw['r_open_gap']:.3f} | {sw['monotonic']} | {sw['gap_at_open_1']:.3f} "
                      f"| {sw['r_wide_width']:.3f} | {sw['gap_pressed']:.3f} | {sp['r_open_gap']:.3f} |")
     st = still(bundle, renderer)
+    shakes = {level.label: jitter(bundle, renderer, level) for level in (Quality.FULL, Quality.COARSE)}
     lines += ["", f"Outside the mouth mask the frame differs from the template by at most "
               f"{st['outside_mask_max_levels']} grey levels. Loop: {st['loop']}; seam RMS "
               f"{st['seam_rms']:.2f} against a median frame-to-frame change of {st['median_step_rms']:.2f}.",
+              "", "Mouth jitter (a held open mouth on consecutive loop frames; how far it moves beyond "
+              "the template's own mouth region, Lucas-Kanade, goal <= 0.3 px RMS): "
+              + ", ".join(f"{k} {v:.2f} px" for k, v in shakes.items()) + ".",
               "", f"Goals: r(open, gap) >= 0.95 and monotonic; r(wide, width) >= 0.9; press shuts "
               f"(gap < 0.02). Speech clip: {wav}.", "", "![sheet](EVAL_sheet.png)", ""]
     contact_sheet(bundle, renderer, out / "EVAL_sheet.png")

@@ -4,9 +4,10 @@ The avatar builder (tools/make_avatar) tracks every frame with mediapipe (tools/
 and asks these checks of each one; a frame that fails is reported and avoided, and an input
 where too few frames pass fails with the reason of the most common failure, as one line a
 person can act on. Thresholds are in units that do not depend on the video's resolution
-where they can be (eye-corner distance), and were set on the external footage: the idle
-video and both talking clips pass every frame, a frame of them darkened, blurred, shrunk,
-rotated or mirrored half-off fails (tests/test_face_quality.py).
+where they can be (eye-corner distance), and were set on the external footage: every frame of
+the idle video and of aoc passes, katie's 5 most turned frames of 200 do not; a frame of
+them darkened, blurred, shrunk, rotated, doubled or with its mouth covered fails for that
+reason (tests/test_face_quality.py).
 
 Landmarks are (478, 2) float pixel coordinates (x, y) in the frame.
 """
@@ -22,9 +23,11 @@ NOSE_TIP = 1
 UPPER_INNER, LOWER_INNER = 13, 14
 LEFT_CORNER, RIGHT_CORNER = 61, 291
 CHIN = 152
-#: The mesh's lip contour (outer and inner), the area whose pixels the mouth checks read.
-LIP_CONTOUR = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37,
-               39, 40, 185)
+#: The mesh's outer and inner lip contours: the lips are between them.
+LIP_OUTER = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181,
+             91, 146)
+LIP_INNER = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178,
+             88, 95)
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,9 @@ class FaceLimits:
     min_sharpness: float = 12.0
     #: The whole face inside the frame, with this margin in eye distances.
     margin_eyes: float = 0.15
+    #: Lips redder than the skin around them, in (R - G) / (R + G + B): a hand, a microphone
+    #: or a mask over the mouth is not (the external footage: 0.06 to 0.24 per frame).
+    min_lip_contrast: float = 0.03
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,7 @@ ADVICE = {
     "dark": "too dark: add light on the face",
     "blurred": "too blurred: focus on the face, hold the camera still, use a shorter exposure",
     "edge": "face cut by the frame edge: leave room around the head",
+    "hidden": "mouth hidden: nothing may cover the mouth (hand, microphone, mask)",
 }
 
 
@@ -110,6 +117,36 @@ def sharpness(gray: np.ndarray, face_height: float) -> float:
     return float(lap.var())
 
 
+def _redness(pixels: np.ndarray) -> float:
+    px = pixels.astype(np.float64)
+    return float(np.median((px[:, 0] - px[:, 1]) / (px.sum(axis=1) + 1e-6)))
+
+
+def lip_contrast(points: np.ndarray, rgb: np.ndarray) -> float:
+    """How much redder the lips (between the outer and inner contours) are than the skin in
+    a square of two mouth widths around them."""
+    from .geometry import polygon_mask
+
+    width = float(np.linalg.norm(points[RIGHT_CORNER] - points[LEFT_CORNER]))
+    centre = (points[LEFT_CORNER] + points[RIGHT_CORNER]) / 2
+    size = max(8, int(round(2 * width)))
+    x0, y0 = int(round(centre[0] - width)), int(round(centre[1] - width))
+    h, w = rgb.shape[:2]
+    cx0, cy0, cx1, cy1 = max(0, x0), max(0, y0), min(w, x0 + size), min(h, y0 + size)
+    if cx1 - cx0 < 4 or cy1 - cy0 < 4:
+        return 0.0
+    offset = np.array([x0, y0], np.float64)
+    lips = polygon_mask(points[list(LIP_OUTER)] - offset, size, 1) > 0.5
+    inner = polygon_mask(points[list(LIP_INNER)] - offset, size, 1) > 0.5
+    window = (slice(cy0 - y0, cy1 - y0), slice(cx0 - x0, cx1 - x0))
+    crop = rgb[cy0:cy1, cx0:cx1]
+    lip_px = crop[(lips & ~inner)[window]]
+    skin_px = crop[(~lips)[window]]
+    if len(lip_px) < 10 or len(skin_px) < 10:
+        return 0.0
+    return _redness(lip_px) - _redness(skin_px)
+
+
 def check_frame(points: np.ndarray, rgb: np.ndarray, limits: FaceLimits = FaceLimits()) -> FrameVerdict:
     """The first check this frame fails, or ok."""
     height, width = rgb.shape[:2]
@@ -143,6 +180,10 @@ def check_frame(points: np.ndarray, rgb: np.ndarray, limits: FaceLimits = FaceLi
     if sharp < limits.min_sharpness:
         return FrameVerdict(False, "blurred", f"sharpness {sharp:.1f}, need >= "
                                               f"{limits.min_sharpness:.0f}")
+    contrast = lip_contrast(points.astype(np.float64), rgb)
+    if contrast < limits.min_lip_contrast:
+        return FrameVerdict(False, "hidden", f"lips {contrast:+.3f} redder than the skin around "
+                                             f"them, need >= {limits.min_lip_contrast:.2f}")
     return FrameVerdict(True)
 
 
