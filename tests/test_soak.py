@@ -75,3 +75,13 @@ def test_a_report_is_replotted_from_its_csv(tmp_path):
         writer.writerows(rows)
     assert replot([str(path)]) == 0
     assert (tmp_path / "soak.png").stat().st_size > 10_000
+
+
+def test_a_settling_step_in_the_first_two_minutes_passes_and_a_climb_after_it_fails():
+    from tools.soak.report import verdict
+    settled = [{"minute": m, "rss_mb": rss, "open_fds": 6, "max_av_offset_ms": 19.9}
+               for m, rss in ((1, 88.2), (2, 93.1), (3, 93.4))]
+    assert verdict(settled, []) == []  # the step of a 3-minute CI soak seen once
+    climbing = [dict(row) for row in settled]
+    climbing[2]["rss_mb"] = 98.5  # still growing after minute 2: a leak
+    assert any("RSS grew" in problem for problem in verdict(climbing, []))
