@@ -39,35 +39,33 @@ class Measurer:
                                                     refine_landmarks=True)
 
     def __call__(self, frame: np.ndarray) -> tuple[float, float] | None:
+        """(inner-lip gap, mouth width) in eye-corner units: tools/faces/lips.py's measure,
+        the one the audio model's real-lip evaluation uses."""
+        from tools.faces.lips import measure_frame
+
         found = self.mesh.process(np.ascontiguousarray(frame)).multi_face_landmarks
         if not found:
             return None
         h, w = frame.shape[:2]
-        p = np.array([(q.x * w, q.y * h) for q in found[0].landmark])
-        eyes = float(np.linalg.norm(p[263] - p[33]))
-        return (float(np.linalg.norm(p[13] - p[14]) / eyes),
-                float(np.linalg.norm(p[61] - p[291]) / eyes))
+        measured = measure_frame(found[0].landmark, (w, h))
+        return measured["gap"], measured["width"]
 
 
-def shown(bundle, renderer, params: np.ndarray, index: int, level) -> np.ndarray:
-    """The whole frame as the appliance shows it (the fused patch, or render + blend)."""
+def frame_body(bundle, renderer):
+    """The appliance's own frame body (fused patch, or render + compositor) for `shown`."""
+    from runtime.pipeline.frame_body import FrameBody
     from runtime.render.compositor import Compositor
+    from runtime.schedule.stage_timer import StageTimer
 
-    frame = np.array(bundle.frames[index])
-    made = renderer.render_patch(params, index, level)
-    if made is not None:
-        patch, box = made
-        if patch is None:
-            return frame
-        x, y, w, h = box
-        frame[y:y + h, x:x + w] = patch
-        return frame
-    crop = renderer.render(params, index, level)
-    x, y = (int(v) for v in bundle.crop_boxes[index])
-    patch, (px, py, pw, ph) = Compositor(bundle.mask).blend(frame, crop, x, y)
-    if patch is not None:
-        frame[py:py + ph, px:px + pw] = patch
-    return frame
+    return FrameBody(bundle, renderer, Compositor(bundle.mask), StageTimer())
+
+
+def shown(body, params: np.ndarray, index: int, level) -> np.ndarray:
+    """The whole frame as the appliance shows it at template frame `index` (< the loop's
+    length, so video frame `index` shows it)."""
+    from runtime.quality.transition import RenderPlan
+
+    return body.prepare(index, np.asarray(params, np.float32), RenderPlan(level)).picture.composed()
 
 
 def _r(a, b) -> float:
@@ -76,15 +74,15 @@ def _r(a, b) -> float:
     return float(np.corrcoef(a[ok], b[ok])[0, 1]) if ok.sum() > 2 and np.std(b[ok]) > 0 else float("nan")
 
 
-def sweeps(bundle, renderer, measure, level, indices) -> dict:
+def sweeps(body, measure, level, indices) -> dict:
     gaps, widths, pressed = [], [], []
     for index in indices:
         for v in SWEEP:
-            m = measure(shown(bundle, renderer, np.array([v, 0, 0, 0, 0, 0.5], np.float32), index, level))
+            m = measure(shown(body, np.array([v, 0, 0, 0, 0, 0.5], np.float32), index, level))
             gaps.append((v, m[0] if m else np.nan))
-            m = measure(shown(bundle, renderer, np.array([0.2, v, 0, 0, 0, 0.3], np.float32), index, level))
+            m = measure(shown(body, np.array([0.2, v, 0, 0, 0, 0.3], np.float32), index, level))
             widths.append((v, m[1] if m else np.nan))
-        m = measure(shown(bundle, renderer, np.array([0.5, 0, 0, 1.0, 0, 0.3], np.float32), index, level))
+        m = measure(shown(body, np.array([0.5, 0, 0, 1.0, 0, 0.3], np.float32), index, level))
         pressed.append(m[0] if m else np.nan)
     g = np.array(gaps)
     per_frame = g[:, 1].reshape(len(indices), len(SWEEP))
@@ -93,21 +91,22 @@ def sweeps(bundle, renderer, measure, level, indices) -> dict:
             "gap_at_open_1": float(np.nanmean(per_frame[:, -1])), "gap_pressed": float(np.nanmax(pressed))}
 
 
-def speech(bundle, renderer, measure, level, wav: Path, audio_model: Path) -> dict:
+def speech(body, measure, level, wav: Path, audio_model: Path) -> dict:
     from runtime.commands.mouth import analyze_file
     from runtime.speech.audio_model import AudioModel
 
     params = analyze_file(wav, AudioModel(audio_model))
     gaps = []
     for k, p in enumerate(params):
-        m = measure(shown(bundle, renderer, p.astype(np.float32), bundle.loop_index(k), level))
+        m = measure(shown(body, p, body.bundle.loop_index(k), level))
         gaps.append(m[0] if m else np.nan)
     return {"frames": len(params), "r_open_gap": _r(params[:, 0], gaps)}
 
 
-def still(bundle, renderer) -> dict:
+def still(body) -> dict:
     from runtime.quality.levels import Quality
 
+    bundle, renderer = body.bundle, body.renderer
     outside = bundle.mask <= 0.0
     worst = 0
     for index in (0, bundle.frame_count // 2):
@@ -149,12 +148,13 @@ def subpixel_shift(a: np.ndarray, b: np.ndarray, rounds: int = 3) -> np.ndarray:
     return d
 
 
-def jitter(bundle, renderer, level, frames: int = 60) -> float:
+def jitter(body, level, frames: int = 60) -> float:
     """RMS (px) of how far the drawn mouth (rendered minus template) moves from frame to frame
     beyond what the template's mouth region moves: a held open mouth on consecutive loop
     frames. The box
     moves in whole pixels with the face; both crops are taken in the same box, so a box step
     cancels and what is left is the mouth not following the face."""
+    bundle = body.bundle
     params = np.array([0.6, 0.2, 0, 0, 0, 0.5], np.float32)
     size = bundle.box_size
     lo, hi = size // 4, 3 * size // 4  # the mouth's part of the box
@@ -162,7 +162,7 @@ def jitter(bundle, renderer, level, frames: int = 60) -> float:
     crops = []
     for index in order:
         x, y = (int(v) for v in bundle.crop_boxes[index])
-        rendered = shown(bundle, renderer, params, index, level)[y:y + size, x:x + size]
+        rendered = shown(body, params, index, level)[y:y + size, x:x + size]
         template = np.asarray(bundle.frames[index])[y:y + size, x:x + size]
         grey_r = rendered.astype(np.float64).mean(axis=2)[lo:hi, lo:hi]
         grey_t = template.astype(np.float64).mean(axis=2)[lo:hi, lo:hi]
@@ -174,10 +174,11 @@ def jitter(bundle, renderer, level, frames: int = 60) -> float:
     return float(np.sqrt(np.mean(np.sum(np.square(errors), axis=1)))) if errors else 0.0
 
 
-def contact_sheet(bundle, renderer, path: Path) -> None:
+def contact_sheet(body, path: Path) -> None:
     from runtime.quality.levels import Quality
     from tools.avatar.png import write_png
 
+    bundle = body.bundle
     rows = []
     x, y = (int(v) for v in bundle.crop_boxes[0])
     s = bundle.box_size
@@ -187,7 +188,7 @@ def contact_sheet(bundle, renderer, path: Path) -> None:
             for v in np.linspace(0, 1, 6):
                 p = np.zeros(6, np.float32)
                 p[j] = v
-                cells.append(shown(bundle, renderer, p, 0, level)[y:y + s, x:x + s])
+                cells.append(shown(body, p, 0, level)[y:y + s, x:x + s])
             rows.append(np.concatenate(cells, axis=1))
     write_png(path, np.concatenate(rows, axis=0))
 
@@ -209,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         bundle = load_bundle(args.bundle)
-        renderer = NcnnRenderer(bundle)
+        body = frame_body(bundle, NcnnRenderer(bundle))
         measure = Measurer()
     except ModelError as err:
         print(f"eval_avatar: {err}", file=sys.stderr)
@@ -225,12 +226,12 @@ def main(argv: Sequence[str] | None = None) -> int:
              "| level | r(open, gap) | monotonic | gap at open 1 | r(wide, width) | gap, press 1 "
              "| r(open, gap) on speech |", "|---|---|---|---|---|---|---|"]
     for level in (Quality.FULL, Quality.COARSE):
-        sw = sweeps(bundle, renderer, measure, level, indices)
-        sp = speech(bundle, renderer, measure, level, wav, default_audio_model()) if wav else {"r_open_gap": float("nan")}
+        sw = sweeps(body, measure, level, indices)
+        sp = speech(body, measure, level, wav, default_audio_model()) if wav else {"r_open_gap": float("nan")}
         lines.append(f"| {level.label} | {sw['r_open_gap']:.3f} | {sw['monotonic']} | {sw['gap_at_open_1']:.3f} "
                      f"| {sw['r_wide_width']:.3f} | {sw['gap_pressed']:.3f} | {sp['r_open_gap']:.3f} |")
-    st = still(bundle, renderer)
-    shakes = {level.label: jitter(bundle, renderer, level) for level in (Quality.FULL, Quality.COARSE)}
+    st = still(body)
+    shakes = {level.label: jitter(body, level) for level in (Quality.FULL, Quality.COARSE)}
     lines += ["", f"Outside the mouth mask the frame differs from the template by at most "
               f"{st['outside_mask_max_levels']} grey levels. Loop: {st['loop']}; seam RMS "
               f"{st['seam_rms']:.2f} against a median frame-to-frame change of {st['median_step_rms']:.2f}.",
@@ -239,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               + ", ".join(f"{k} {v:.3f} px" for k, v in shakes.items()) + ".",
               "", f"Goals: r(open, gap) >= 0.95 and monotonic; r(wide, width) >= 0.9; press shuts "
               f"(gap < 0.02). Speech clip: {wav}.", "", "![sheet](EVAL_sheet.png)", ""]
-    contact_sheet(bundle, renderer, out / "EVAL_sheet.png")
+    contact_sheet(body, out / "EVAL_sheet.png")
     (out / "EVAL.md").write_text("\n".join(lines))
     print("\n".join(lines))
     return 0

@@ -69,9 +69,12 @@ def dump_audio(audio_sidecar: Path, wav: Path, options: dict | None) -> np.ndarr
 def dump_renderer(bundle, params: np.ndarray, indices: list[int],
                   options: dict | None) -> dict[str, np.ndarray]:
     from runtime.quality.levels import Quality
+    from runtime.quality.transition import RenderPlan
     from runtime.render.renderer import NcnnRenderer
+    from tools.eval_avatar import frame_body
 
     renderer = NcnnRenderer(bundle, ncnn_options=options)
+    body = frame_body(bundle, renderer)  # the patch exactly as the appliance makes it
     out: dict[str, list] = {"coarse": [], "fine": [], "patch_full": [], "patch_coarse": []}
     for index in indices:
         for vector in params:
@@ -79,9 +82,7 @@ def dump_renderer(bundle, params: np.ndarray, indices: list[int],
             out["coarse"].append(stages[Quality.COARSE])
             out["fine"].append(stages[Quality.FULL])
             for level, key in ((Quality.FULL, "patch_full"), (Quality.COARSE, "patch_coarse")):
-                made = renderer.render_patch(vector, index, level)
-                patch = made[0] if made is not None else renderer.render(vector, index, level)
-                out[key].append(patch)
+                out[key].append(body.prepare(index, vector, RenderPlan(level)).picture.patch.copy())
     return {key: np.stack(value) for key, value in out.items()}
 
 
