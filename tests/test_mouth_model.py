@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from tools.make_avatar.mouth_model import (FIXED, INNER_LOWER, INNER_UPPER, JAW, OUTER_LOWER,
-                                           OUTER_UPPER, MouthModel, box_for, polygon_mask)
+                                           OUTER_UPPER, MouthModel, polygon_mask)
+from tools.make_avatar.source import mouth_box
 
 EXTERNAL = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "external"
 
@@ -50,7 +51,7 @@ def synthetic_face(size=400, cx=200.0, mouth_y=250.0, width=80.0):
 @pytest.fixture(scope="module")
 def model():
     frame, points = synthetic_face()
-    return MouthModel(frame, points, box_for(points, (400, 400)))
+    return MouthModel(frame, points, mouth_box(points, (400, 400)))
 
 
 def _dark(crop):
@@ -110,7 +111,7 @@ def test_the_face_mesh_sees_the_parameters_on_real_frames():
     sweep = np.linspace(0, 1, 11)
     for k in (10, 100):
         frame, points = frames[k], result.points[k]
-        box = box_for(points, result.size)
+        box = mouth_box(points, result.size)
         m = MouthModel(frame, points, box)
 
         def shown(params):

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-LEFT_EYE_OUTER, RIGHT_EYE_OUTER = 33, 263
+from .lips import (LEFT_CORNER, LEFT_EYE_OUTER, LOWER_INNER, RIGHT_CORNER,  # noqa: F401
+                   RIGHT_EYE_OUTER, UPPER_INNER)
+
 NOSE_TIP = 1
-UPPER_INNER, LOWER_INNER = 13, 14
-LEFT_CORNER, RIGHT_CORNER = 61, 291
 CHIN = 152
 #: The mesh's outer and inner lip contours: the lips are between them.
 LIP_OUTER = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181,

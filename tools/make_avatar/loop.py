@@ -25,6 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tools.faces.lips import (LEFT_CORNER, LEFT_EYE_OUTER, LOWER_INNER, RIGHT_CORNER,
+                              RIGHT_EYE_OUTER, UPPER_INNER)
+
 #: A seam ratio up to this plays forward; above it, forward and back.
 SEAM_OK = 1.5
 #: Spread (95th - 5th percentile) of the mouth-open ratio that says "talking, not idle".
@@ -74,9 +77,10 @@ def _pairwise_rms(features: np.ndarray) -> np.ndarray:
 
 
 def open_ratio(points: np.ndarray) -> np.ndarray:
-    """(N,) inner-lip gap / mouth width per frame from (N, 478, 2) landmarks (NaN: no face)."""
-    gap = np.linalg.norm(points[:, 13] - points[:, 14], axis=1)
-    width = np.linalg.norm(points[:, 61] - points[:, 291], axis=1)
+    """(N,) inner-lip gap / mouth width per frame from (N, 478, 2) landmarks (NaN: no face):
+    tools/faces/lips.py's `ratio`, on arrays."""
+    gap = np.linalg.norm(points[:, UPPER_INNER] - points[:, LOWER_INNER], axis=1)
+    width = np.linalg.norm(points[:, LEFT_CORNER] - points[:, RIGHT_CORNER], axis=1)
     return gap / np.where(width > 0, width, np.nan)
 
 
@@ -85,7 +89,7 @@ def choose_loop(thumbs: np.ndarray, points: np.ndarray, usable: np.ndarray, *,
     """The best loop of min_frames..max_frames source frames; ValueError if no usable
     stretch is that long (the message says how long the longest one is)."""
     n = len(thumbs)
-    eyes = np.linalg.norm(points[:, 263] - points[:, 33], axis=1)
+    eyes = np.linalg.norm(points[:, RIGHT_EYE_OUTER] - points[:, LEFT_EYE_OUTER], axis=1)
     scale = float(np.nanmedian(eyes)) or 1.0
     landmarks = np.nan_to_num(points.reshape(n, -1) / scale)
     d_pic, d_mesh = _pairwise_rms(thumbs), _pairwise_rms(landmarks)

@@ -40,17 +40,10 @@ LIP_THIN_PRESS = 0.40  # press: lips pressed thinner
 BITE_LIFT = 0.08  # bite: lower lip up under the upper teeth
 
 
-def box_for(points: np.ndarray, frame_size: tuple[int, int], scale: float = 2.4) -> tuple[int, int, int]:
-    """(x, y, size) of the mouth box: `scale` mouth widths square, centred a little below the
-    mouth so the chin has room to drop; float-free (the bundle stores whole pixels)."""
-    width = float(np.linalg.norm(points[291] - points[61]))
-    size = int(round(scale * width / 2)) * 2
-    cx = float((points[61][0] + points[291][0]) / 2)
-    cy = float((points[13][1] + points[14][1]) / 2) + 0.3 * width
-    x = int(round(cx - size / 2))
-    y = int(round(cy - size / 2))
-    w, h = frame_size
-    return max(0, min(x, w - size)), max(0, min(y, h - size)), size
+def _along(xs: np.ndarray, line: np.ndarray) -> np.ndarray:
+    """The y of a lip line (K, 2) at each x, whichever way its points run."""
+    order = np.argsort(line[:, 0])
+    return np.interp(xs, line[order, 0], line[order, 1])
 
 
 @dataclass(frozen=True)
@@ -169,9 +162,7 @@ class MouthModel:
         mid = self._to_box(self.centre[None])[0]
         u = np.clip((xs - mid[0]) / (self.width / 2), -1, 1)
         light = self.colours.light
-        top = np.interp(xs, upper[:, 0], upper[:, 1])  # the upper inner lip above each column
-        bottom = np.interp(xs, lower[::-1, 0] if lower[0, 0] > lower[-1, 0] else lower[:, 0],
-                           lower[::-1, 1] if lower[0, 0] > lower[-1, 0] else lower[:, 1])
+        top, bottom = _along(xs, upper), _along(xs, lower)  # the inner lips above/below each column
         depth = np.clip((ys - top) / np.maximum(bottom - top, 1.0), 0, 1)
         # Dark cavity from the lip colour, darkest in the middle and towards the corners.
         dark = self.colours.lip * (0.30 + 0.10 * (1 - open_)) * light

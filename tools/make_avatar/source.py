@@ -46,6 +46,13 @@ def crop_boxes(points: np.ndarray, size: int, frame_size: tuple[int, int]) -> np
     return np.stack([x, y], axis=1).astype(np.int32)
 
 
+def mouth_box(points: np.ndarray, frame_size: tuple[int, int]) -> tuple[int, int, int]:
+    """(x, y, size) of one frame's mouth box by the same rule as a whole loop's."""
+    size = box_size_for(points[None], frame_size)
+    x, y = (int(v) for v in crop_boxes(points[None], size, frame_size)[0])
+    return x, y, size
+
+
 class VideoMouthSource:
     """Loop frames + their meshes -> template crops and mouth-model targets."""
 
