@@ -174,13 +174,13 @@ class Governor:
 
     def _display_bound(self) -> bool:
         """Is the cost every level pays over the step-down budget (a display path too slow)?"""
-        bound = (len(self._fixed) >= self._min_samples and
-                 p95(cost for _, cost in self._fixed) > self.settings.step_down_cost * BUDGET_S)
+        budget = self.settings.step_down_cost * BUDGET_S
+        fixed = p95(cost for _, cost in self._fixed) if len(self._fixed) >= self._min_samples else 0.0
+        bound = fixed > budget
         if bound and not self.display_bound:
             log.warning("the frame's cost at every level (display present) is p95 %.1f ms, over "
                         "the %.0f ms budget: stepping down would not help; quality stays",
-                        p95(cost for _, cost in self._fixed) * 1000,
-                        self.settings.step_down_cost * BUDGET_S * 1000)
+                        fixed * 1000, budget * 1000)
         self.display_bound = bound
         return bound
 

@@ -72,6 +72,15 @@ def real_lip_section(model, external: Path, lips_dir: Path, out_dir: Path, run_m
     return lines, doc
 
 
+def _level_table(by_kind: dict, levels, cell: str) -> list[str]:
+    """A noise-kind x level table; `cell` formats one value."""
+    lines = ["| noise | " + " | ".join(f"{level} dB below" for level in levels) + " |",
+             "|---|" + "---|" * len(levels)]
+    for kind, row in by_kind.items():
+        lines.append(f"| {kind.replace('_', ' ')} | " + " | ".join(format(row[level], cell) for level in levels) + " |")
+    return lines
+
+
 def room_noise_section(model, run_model, seconds: float = 8.0,
                        utterances=()) -> tuple[list[str], dict]:
     """`utterances`: held-out [(audio, targets)] for speech mixed into the noise (optional)."""
@@ -81,10 +90,7 @@ def room_noise_section(model, run_model, seconds: float = 8.0,
              f"tools/audio_model/room_noise.py: eight kinds a kiosk microphone hears, {seconds:g} s "
              f"each, at each level below speech at {SPEECH_RMS_DBFS:g} dBFS RMS (built apart from the "
              f"training noise). Share of frames with open < {CLOSED}:", "",
-             "| noise | " + " | ".join(f"{level} dB below" for level in LEVELS_DB) + " |",
-             "|---|" + "---|" * len(LEVELS_DB)]
-    for kind, row in result["by_kind"].items():
-        lines.append(f"| {kind.replace('_', ' ')} | " + " | ".join(f"{row[level]:.0%}" for level in LEVELS_DB) + " |")
+             *_level_table(result["by_kind"], LEVELS_DB, ".0%")]
     passed = result["pooled"] >= 0.98
     lines += ["", f"Closed in {result['pooled']:.1%} of all noise frames (goal >= 98%: "
                   f"{'PASS' if passed else 'FAIL'}).", ""]
@@ -94,11 +100,7 @@ def room_noise_section(model, run_model, seconds: float = 8.0,
         mixed = speech_in_noise(model, run_model, utterances)
         lines += [f"Speech in the same noises: {mixed['utterances']} held-out utterances, the "
                   f"speech at {SPEECH_RMS_DBFS:g} dBFS, r(open) against the targets (clean: "
-                  f"{mixed['clean']}):", "",
-                  "| noise | " + " | ".join(f"{level} dB below" for level in LEVELS_DB) + " |",
-                  "|---|" + "---|" * len(LEVELS_DB)]
-        for kind, row in mixed["by_kind"].items():
-            lines.append(f"| {kind.replace('_', ' ')} | " + " | ".join(f"{row[level]:.3f}" for level in LEVELS_DB) + " |")
+                  f"{mixed['clean']}):", "", *_level_table(mixed["by_kind"], LEVELS_DB, ".3f")]
         lines += ["", f"Largest drop {mixed['max_drop']:.3f} (goal <= 0.1: "
                       f"{'PASS' if mixed['max_drop'] <= 0.1 else 'FAIL'}).", ""]
         doc["speech_in_noise"] = {**mixed, "by_kind": {k: {str(lvl): v for lvl, v in row.items()}
