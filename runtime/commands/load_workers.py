@@ -11,6 +11,8 @@ import os
 import subprocess
 import sys
 
+from runtime.system.cores import allowed_cores  # noqa: F401 (one load process per allowed core)
+
 log = logging.getLogger(__name__)
 
 #: A worker: spin, and leave within 0.2 s once its parent is gone (no orphaned load).
@@ -52,14 +54,6 @@ def cpu_seconds(children: bool = False) -> float:
     import resource
     usage = resource.getrusage(resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-def allowed_cores() -> int:
-    """The cores this process may run on (children inherit the affinity: under `taskset
-    -c 1` one load process per allowed core competes for that core)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1  # macOS
 
 
 class LoadWorkers:
