@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 #: The issue's parity bound: max |ncnn - torch| on a [0, 1] image.
 PARITY_LIMIT = 2.0 / 255.0
 #: A newly exported renderer runs fp32 everywhere until it is measured on ARM: fp16 arithmetic
-#: moved the default avatar's lip edges by up to 10 grey levels (>= 53.8 dB, docs/PLATFORMS.md),
+#: moved the default avatar's lip edges by up to 16 grey levels (>= 53.8 dB, docs/PLATFORMS.md),
 #: another net may move more. After `sudo tools/arm64_check.sh --bundle DIR` holds the goals,
 #: its sidecars may allow fp16 as the default avatar's do.
 FP32_OPTIONS = {"use_fp16_storage": False, "use_fp16_arithmetic": False, "use_fp16_packed": False}
