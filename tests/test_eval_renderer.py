@@ -226,7 +226,7 @@ def test_an_exact_renderer_scores_perfectly(tiny_bundle):
     from tools.renderer.evaluation.evaluate import Evaluator
     from tools.renderer.evaluation.truth import GroundTruth, read_source
 
-    bundle = load_bundle(tiny_bundle)
+    bundle = load_bundle(tiny_bundle, exact_template=True)
     evaluator = Evaluator(bundle, GroundTruth(read_source(tiny_bundle)))
     evaluator.renderer = _Oracle(evaluator.truth)
     for rows in (sets.random_set(5, 0, FRAMES), sets.slow_ramp(5, 2, FRAMES)):

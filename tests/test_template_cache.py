@@ -1,9 +1,10 @@
-"""Template frames from PNGs: decoded once into a cached .npy, then memory-mapped; a broken
+"""Template frames from PNGs: decoded once into a tile cache, then memory-mapped; a broken
 cache is rebuilt; an unwritable one falls back to RAM with one warning; racing builders agree."""
 from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import logging
 import multiprocessing
 import os
@@ -17,6 +18,7 @@ import yaml
 
 from runtime.render import template_cache
 from runtime.render.bundle import BundleError, load_bundle
+from runtime.render.tile_template import TOLERANCE, TileTemplate
 from runtime.system.paths import cache_dir
 from tools.avatar.png import write_png
 from tools.export.make_fixtures import write_avatar_fixture
@@ -54,6 +56,12 @@ def bundle(png_source, tmp_path, monkeypatch) -> Path:
     return Path(shutil.copytree(png_source[0], tmp_path / "bundle"))
 
 
+def _close(frames, expected: np.ndarray) -> bool:
+    """Every pixel within the tile tolerance of the decoded frames (tile_template.py)."""
+    have = np.asarray(frames).astype(np.int16)
+    return have.shape == expected.shape and int(np.abs(have - expected).max()) <= TOLERANCE
+
+
 def _caches(tmp_path: Path) -> list[Path]:
     return sorted((tmp_path / "cache" / "templates").glob("*"))
 
@@ -76,16 +84,17 @@ def test_cache_dir_order(monkeypatch, tmp_path):
 def test_first_load_builds_the_cache_and_the_second_maps_it(bundle, png_source, tmp_path, monkeypatch):
     first = load_bundle(bundle)
     [cache] = _caches(tmp_path)
-    assert isinstance(first.frames, np.memmap) and not first.frames.flags.writeable
-    assert np.array_equal(first.frames, png_source[1])  # PNG is lossless: the very same pixels
+    assert isinstance(first.frames, TileTemplate) and first.frames.source == str(cache)
+    assert isinstance(first.frames.tiles, np.memmap) and not first.frames.tiles.flags.writeable
+    assert _close(first.frames, png_source[1])
     inode = cache.stat().st_ino
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("a cached load must not decode a frame")
     monkeypatch.setattr(template_cache, "decode_frame", no_decoding)
     second = load_bundle(bundle)
-    assert isinstance(second.frames, np.memmap) and Path(second.frames.filename) == cache
-    assert second.frames.tobytes() == first.frames.tobytes()
+    assert second.frames.source == str(cache)
+    assert np.asarray(second.frames).tobytes() == np.asarray(first.frames).tobytes()
     assert _caches(tmp_path) == [cache] and cache.stat().st_ino == inode  # not rewritten
 
 
@@ -100,27 +109,36 @@ def test_the_key_follows_the_frames(bundle, tmp_path):
     edited = np.full((SIZE[1], SIZE[0], 3), 200, np.uint8)
     write_png(bundle / "frames" / "0003.png", edited)
     frames = load_bundle(bundle).frames
-    assert len(_caches(tmp_path)) == 2 and np.array_equal(frames[3], edited)
+    assert len(_caches(tmp_path)) == 2 and int(np.abs(frames[3].astype(int) - edited).max()) <= TOLERANCE
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "wrong_shape", "wrong_dtype"])
+@pytest.mark.parametrize("damage", ["truncated", "padded", "garbage", "empty", "other_count",
+                                    "other_tolerance", "index_out_of_range"])
 def test_a_broken_cache_is_rebuilt_not_trusted(bundle, png_source, tmp_path, caplog, damage):
     load_bundle(bundle)
     [cache] = _caches(tmp_path)
+    raw = cache.read_bytes()
+    head = template_cache.HEADER_BYTES
+    header = json.loads(raw[len(template_cache.MAGIC):head].decode())
     if damage == "truncated":
         os.truncate(cache, cache.stat().st_size - 1000)
+    elif damage == "padded":
+        cache.write_bytes(raw + bytes(4))
     elif damage == "garbage":
         cache.write_bytes(os.urandom(5000))
     elif damage == "empty":
         cache.write_bytes(b"")
-    elif damage == "wrong_shape":
-        np.save(cache, np.zeros((FRAMES - 1, SIZE[1], SIZE[0], 3), np.uint8))
-    else:
-        np.save(cache, np.zeros((FRAMES, SIZE[1], SIZE[0], 3), np.float32))
+    elif damage in ("other_count", "other_tolerance"):
+        key = "count" if damage == "other_count" else "tolerance"
+        header[key] += 1
+        text = template_cache.MAGIC + json.dumps(header).encode()
+        cache.write_bytes(text.ljust(head, b" ") + raw[head:])
+    else:  # the last index of the map names a tile past the store
+        cache.write_bytes(raw[:-4] + np.int32(header["versions"]).tobytes())
     with caplog.at_level(logging.WARNING, logger="runtime.render.template_cache"):
         frames = load_bundle(bundle).frames
     assert "rebuilding" in caplog.text
-    assert isinstance(frames, np.memmap) and np.array_equal(frames, png_source[1])
+    assert frames.source == str(cache) and _close(frames, png_source[1])
     assert _caches(tmp_path) == [cache]
 
 
@@ -142,9 +160,10 @@ def test_an_unwritable_cache_falls_back_to_ram_with_one_warning(
         frames = load_bundle(bundle).frames
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "decoding 6 frames into RAM" in warnings[0].getMessage()
-    assert not isinstance(frames, np.memmap) and np.array_equal(frames, png_source[1])
+    assert frames.source is None and not isinstance(frames.tiles, np.memmap)
+    assert _close(frames, png_source[1])
     if failure != "not_a_directory":
-        reason = "No space left" if failure == "disk_full" else "not enough space: 0 MB needed"
+        reason = "No space left" if failure == "disk_full" else "MB kept free"
         assert reason in warnings[0].getMessage()
         assert _caches(tmp_path) == []  # no temp file left behind
 
@@ -153,7 +172,7 @@ def _build(root: str, bundle: str, start, results) -> None:
     start.wait(10)
     frames = template_cache.load_image_frames(Path(bundle), "frames/%04d.png", FRAMES, SIZE, {},
                                               root=Path(root))
-    results.put((frames.filename, hashlib.sha256(frames.tobytes()).hexdigest()))
+    results.put((frames.source, hashlib.sha256(np.asarray(frames).tobytes()).hexdigest()))
 
 
 def test_racing_builders_both_get_a_complete_cache(bundle, tmp_path):
@@ -169,7 +188,7 @@ def test_racing_builders_both_get_a_complete_cache(bundle, tmp_path):
         worker.join(10)
         assert worker.exitcode == 0
     assert len(set(got)) == 1  # one name, the same bytes
-    assert [p.suffix for p in root.iterdir()] == [".npy"]  # no temp files left
+    assert [p.suffix for p in root.iterdir()] == [".tiles"]  # no temp files left
 
 
 def test_dead_builders_temp_files_and_old_caches_are_tidied(bundle, tmp_path, monkeypatch):
@@ -177,14 +196,16 @@ def test_dead_builders_temp_files_and_old_caches_are_tidied(bundle, tmp_path, mo
     root.mkdir(parents=True)
     old = time.time() - 3600
     for n in range(4):
-        (root / f"old{n}.npy").write_bytes(b"x")
-        os.utime(root / f"old{n}.npy", (old + n, old + n))
+        (root / f"old{n}.tiles").write_bytes(b"x")
+        os.utime(root / f"old{n}.tiles", (old + n, old + n))
+    (root / "format1.npy").write_bytes(b"x")  # the whole-frame caches of format 1: all go
+    os.utime(root / "format1.npy", (old + 10, old + 10))
     (root / "dead.123.abcd.tmp").write_bytes(b"x")
     os.utime(root / "dead.123.abcd.tmp", (old, old))
     (root / "live.456.abcd.tmp").write_bytes(b"x")  # a builder at work right now
     frames = load_bundle(bundle).frames
     kept = sorted(p.name for p in root.iterdir())
-    assert kept == sorted(["old2.npy", "old3.npy", Path(frames.filename).name, "live.456.abcd.tmp"])
+    assert kept == sorted(["old2.tiles", "old3.tiles", Path(frames.source).name, "live.456.abcd.tmp"])
 
 
 def test_bad_patterns_and_frames_get_one_line_errors(bundle):
@@ -230,3 +251,13 @@ def test_a_pingpong_loop_plays_forward_and_back_without_storing_a_frame_twice(bu
     (bundle_dir / "avatar.yaml").write_text(yaml.safe_dump(doc))
     with pytest.raises(BundleError, match=r"template.loop: must be one of forward, pingpong \(got 'backwards'\)"):
         load_bundle(bundle_dir)
+
+
+def test_tools_can_ask_for_the_exact_frames(bundle, png_source, tmp_path):
+    """tools/renderer/evaluate compares with the generator's own pixels: tolerance 0, its own
+    cache file (the key holds the tolerance), the runtime's cache left as it is."""
+    loose = load_bundle(bundle).frames
+    exact = load_bundle(bundle, exact_template=True).frames
+    assert exact.tolerance == 0 and np.array_equal(np.asarray(exact), png_source[1])
+    assert loose.tolerance == TOLERANCE and exact.source != loose.source
+    assert len(_caches(tmp_path)) == 2

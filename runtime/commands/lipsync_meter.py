@@ -43,10 +43,11 @@ class LipSyncMeter:
         if crop is not None:
             b = self.bundle
             x, y = (int(v) for v in b.crop_boxes[index])
-            h, w = b.frames[index].shape[:2]
+            frame = b.template_frame(index)  # the frame just painted: no new tile copies
+            h, w = frame.shape[:2]
             x0, y0 = max(x, 0), max(y, 0)
             x1, y1 = min(x + b.box_size, w), min(y + b.box_size, h)
-            template = np.asarray(b.frames[index][y0:y1:_GRID, x0:x1:_GRID], np.int16)
+            template = np.asarray(frame[y0:y1:_GRID, x0:x1:_GRID], np.int16)
             shown = crop[y0 - y:y1 - y:_GRID, x0 - x:x1 - x:_GRID].astype(np.int16)
             change = float(np.abs(shown - template).mean())
         self.opens.append(float(params[0]))

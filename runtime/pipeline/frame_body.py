@@ -43,7 +43,7 @@ class FrameBody:
     def prepare(self, number: int, params: np.ndarray, plan: RenderPlan) -> PreparedFrame:
         bundle = self.bundle
         index = bundle.loop_index(number)
-        template = bundle.frames[index]
+        template = bundle.template_frame(index)
         # One pass where the renderer has it (the patch straight from the stage output);
         # otherwise the crop, then the compositor (cross-fades, boxes off the frame).
         painted = self._fused(params, index, plan.level, plan.blend_from, plan.weight)

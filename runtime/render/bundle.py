@@ -3,8 +3,9 @@
 avatar.yaml (schema 1):
     name, fixture (true only for test fixtures), fps (25), frame_size [W, H]
     template.frames   (N, H, W, 3) uint8 .npy (memory-mapped), or an image pattern
-                      like "frames/%04d.png" decoded once into a cached .npy that is
-                      memory-mapped too (template_cache.py; RAM if the cache is not writable)
+                      like "frames/%04d.png" decoded once into a cache of tiles that is
+                      memory-mapped too (template_cache.py, tile_template.py; RAM if the
+                      cache is not writable)
     template.count    N, the loop length in frames (the loop must be seamless)
     template.loop     forward (0..N-1, 0..; the default) or pingpong (0..N-1, N-2..1, 0..):
                       a stretch that does not join itself plays forward and back, with no
@@ -36,6 +37,7 @@ import yaml
 from runtime.models.ncnn_model import ModelError, load_sidecar, sha256_file
 from .compositor import soft_mask
 from .template_cache import TemplateError, image_frame_names, load_image_frames
+from .tile_template import TOLERANCE, TileTemplate
 
 
 BUNDLE_SCHEMA = 1
@@ -90,7 +92,7 @@ class AvatarBundle:
     name: str
     fixture: bool
     frame_size: tuple[int, int]  # (width, height)
-    frames: np.ndarray  # (N, H, W, 3) uint8, possibly memory-mapped
+    frames: np.ndarray | TileTemplate  # (N, H, W, 3) uint8: a .npy map, or tiles (image frames)
     crop_boxes: np.ndarray  # (N, 2) int: top-left x, y of the mouth box
     box_size: int
     crop_size: int
@@ -105,6 +107,12 @@ class AvatarBundle:
     @property
     def frame_count(self) -> int:
         return int(self.frames.shape[0])
+
+    def template_frame(self, index: int) -> np.ndarray:
+        """Template frame `index` (H, W, 3), read-only, for the frame path: from tiles it is a
+        canvas updated in place (valid while at most one other frame is asked for)."""
+        frames = self.frames
+        return frames.frame(index) if isinstance(frames, TileTemplate) else frames[index]
 
     def loop_index(self, number: int) -> int:
         """The template frame shown at video frame `number`."""
@@ -128,7 +136,7 @@ def _get(doc: Any, dotted: str, where: Path, kinds: type | tuple[type, ...]) -> 
 
 
 def _load_frames(bundle_dir: Path, spec: str, count: int, size: tuple[int, int],
-                 listed: dict, where: Path) -> np.ndarray:
+                 listed: dict, where: Path, exact: bool) -> np.ndarray | TileTemplate:
     path = bundle_dir / spec
     if spec.endswith(".npy"):
         try:
@@ -142,7 +150,8 @@ def _load_frames(bundle_dir: Path, spec: str, count: int, size: tuple[int, int],
             raise BundleError(f"{where}: {err}") from None
         try:
             # Decoded once into a cached .npy and memory-mapped (see template_cache).
-            frames = load_image_frames(bundle_dir, spec, count, size, listed)
+            frames = load_image_frames(bundle_dir, spec, count, size, listed,
+                                       tolerance=0 if exact else TOLERANCE)
         except TemplateError as err:
             raise BundleError(str(err)) from None
     if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8 or len(frames) != count:
@@ -194,7 +203,9 @@ def _inside(bundle_dir: Path, name: Any, key: str, where: Path) -> Path:
     return bundle_dir / text
 
 
-def load_bundle(bundle_dir: Path) -> AvatarBundle:
+def load_bundle(bundle_dir: Path, exact_template: bool = False) -> AvatarBundle:
+    """`exact_template`: template frames exactly as decoded (tile tolerance 0), for tools that
+    compare with a generator's own pixels; the runtime keeps the default (tile_template.py)."""
     bundle_dir = Path(bundle_dir)
     where = bundle_dir / "avatar.yaml"
     if not where.is_file():
@@ -283,7 +294,8 @@ def load_bundle(bundle_dir: Path) -> AvatarBundle:
         raise BundleError(f"{where}: mask: must be {box}x{box} (got {mask.shape})")
     for sidecar, kind in ((coarse, "coarse"), (fine, "fine")):
         load_sidecar(sidecar, kind=kind)  # fail early with the sidecar's own message
-    frames = _load_frames(bundle_dir, frames_spec, count, (width, height), listed, where)
+    frames = _load_frames(bundle_dir, frames_spec, count, (width, height), listed, where,
+                          exact_template)
     if frames.shape[1:3] != (height, width):
         raise BundleError(f"{where}: frame_size: {width}x{height} but frames are "
                           f"{frames.shape[2]}x{frames.shape[1]}")

@@ -94,11 +94,11 @@ class NcnnRenderer:
     def _template_inputs(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         b = self.bundle
         x, y = (int(v) for v in b.crop_boxes[index])
-        made = self._inputs.make(b.frames[index], x, y)
+        made = self._inputs.make(b.template_frame(index), x, y)
         if made is not None:
             return made[b.coarse_size], made[b.crop_size]
         # A box reaching off the frame (edge-padded), or no ncnn: the same means in numpy.
-        box = _crop_clamped(b.frames[index], x, y, b.box_size).astype(np.float32)
+        box = _crop_clamped(b.template_frame(index), x, y, b.box_size).astype(np.float32)
         chw = np.ascontiguousarray(box.transpose(2, 0, 1)) * np.float32(1 / 255)
         return shrink_chw(chw, b.coarse_size), shrink_chw(chw, b.crop_size)
 
@@ -147,7 +147,7 @@ class NcnnRenderer:
             return None
         b = self.bundle
         x, y = (int(v) for v in b.crop_boxes[template_index])
-        frame = b.frames[template_index]
+        frame = b.template_frame(template_index)
         height, width = frame.shape[:2]
         painter = self.painters[b.crop_size if Quality.FULL in weights else b.coarse_size]
         if not painter.available or x < 0 or y < 0 or x + b.box_size > width or y + b.box_size > height:
@@ -172,7 +172,7 @@ class NcnnRenderer:
         with self.timer.measure("upscale"):
             b = self.bundle
             x, y = (int(v) for v in b.crop_boxes[template_index])
-            base = _crop_clamped(b.frames[template_index], x, y, b.box_size)
+            base = _crop_clamped(b.template_frame(template_index), x, y, b.box_size)
             out = self._box_sum
             composition = b.composition
             for n, (image, stage_template, share) in enumerate(changes):

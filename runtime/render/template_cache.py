@@ -1,21 +1,21 @@
-"""Template frames from an image pattern ("frames/%04d.png"), decoded once into a cached .npy.
+"""Template frames from an image pattern ("frames/%04d.png"), decoded once into a tile cache.
 
-A template of 200 frames of 720x1280 is ~33 MB of PNG but ~550 MB decoded: too much RAM on a
-Raspberry Pi 4, and slow to decode at every start. So the first load decodes the frames one
-by one into `<cache_dir>/templates/<key>.npy` (runtime.system.paths.cache_dir), and every load maps
-that file read-only: the frames live in the page cache, shared and reclaimable, and the
-process's own (anonymous) memory stays small.
+A template of 200 frames of 720x1280 is ~33 MB of PNG but 527 MiB decoded whole: too much RAM
+on a Raspberry Pi, and slow to decode at every start. So the first load decodes the frames one
+by one, keeps each tile once per version it takes (tile_template.py: 60 MiB for the default
+avatar) and writes them into `<cache_dir>/templates/<key>.tiles` (runtime.system.paths.cache_dir);
+every load maps that file read-only: the tiles live in the page cache, shared and reclaimable.
 
-- key: sha256 over a format version, the decoder's version, the frame count and size and each
-  frame file's sha256 (from the bundle's verified `template.sha256` entries, else hashed
-  here), so a changed frame, size or decoder never maps a stale cache.
+- key: sha256 over a format version, the tile tolerance, the decoder's version, the frame
+  count and size and each frame file's sha256 (from the bundle's verified `template.sha256`
+  entries, else hashed here), so a changed frame, size or decoder never maps a stale cache.
 - never torn: written under a temp name, fsynced, then renamed into place (atomic); two
   processes racing each write their own temp file and the last rename wins, with the same
   bytes.
-- never trusted blindly: a cache file that does not parse as a C-order uint8 .npy of exactly
-  the expected shape and byte size is deleted and rebuilt.
+- never trusted blindly: a cache file whose header, byte size or tile indices are not exactly
+  what these frames need is deleted and rebuilt.
 - never fatal: a cache directory that cannot be written (read-only, permissions, disk full)
-  gives one warning and the frames are decoded into RAM as before.
+  gives one warning and the tiles are built in RAM instead.
 """
 from __future__ import annotations
 
@@ -36,11 +36,16 @@ import numpy as np
 from runtime.models.ncnn_model import ModelError, sha256_file
 from runtime.system.cores import allowed_cores
 from runtime.system.paths import cache_dir
+from .tile_template import TILE_H, TOLERANCE, TileBuilder, TileTemplate, grid_shape, tile_template_in_ram
 
 log = logging.getLogger(__name__)
 
 #: Bump when the cache layout or decoding changes: old files then simply stop matching.
-CACHE_FORMAT = 1
+#: 1: every frame whole in a .npy; 2: tiles (tile_template.py) in a .tiles file.
+CACHE_FORMAT = 2
+CACHE_SUFFIX = ".tiles"
+MAGIC = b"EDGEMATE-TILES\n"
+HEADER_BYTES = 4096
 #: Cache files kept (most recently used first); an avatar update leaves its old one behind.
 KEEP_CACHES = 3
 #: Free space a new cache must leave on its filesystem: on an appliance that is often the root
@@ -73,8 +78,9 @@ def _decoder_version() -> str:
     return f"pygame {pygame.version.ver} SDL_image {sdl_image}"
 
 
-def cache_key(frame_digests: list[str], size: tuple[int, int]) -> str:
-    recipe = {"format": CACHE_FORMAT, "decoder": _decoder_version(), "count": len(frame_digests),
+def cache_key(frame_digests: list[str], size: tuple[int, int], tolerance: int = TOLERANCE) -> str:
+    recipe = {"format": CACHE_FORMAT, "tolerance": tolerance, "decoder": _decoder_version(),
+              "count": len(frame_digests),
               "size": list(size), "frames": frame_digests}
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:40]
 
@@ -146,32 +152,58 @@ def iter_frames(paths: list[Path], size: tuple[int, int]) -> Iterator[np.ndarray
                 future.cancel()
 
 
-def decode_in_ram(paths: list[Path], size: tuple[int, int]) -> np.ndarray:
-    """The uncached way: one preallocated array (no list of frames plus a stacked copy)."""
-    frames = np.empty((len(paths), size[1], size[0], 3), np.uint8)
-    for index, frame in enumerate(iter_frames(paths, size)):
-        frames[index] = frame
-    return frames
+def decode_in_ram(paths: list[Path], size: tuple[int, int], tolerance: int = TOLERANCE) -> TileTemplate:
+    """The uncached way: the same tiles, held in RAM (never the whole decoded loop)."""
+    return tile_template_in_ram(size, iter_frames(paths, size), tolerance)
 
 
-def open_cached(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
+def _header(raw: bytes) -> dict | None:
+    if len(raw) < HEADER_BYTES or not raw.startswith(MAGIC):
+        return None
+    try:
+        header = json.loads(raw[len(MAGIC):HEADER_BYTES].rstrip(b"\0 ").decode())
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return header if isinstance(header, dict) else None
+
+
+def open_cached(path: Path, size: tuple[int, int], count: int,
+                tolerance: int = TOLERANCE) -> TileTemplate | None:
     """The cache file mapped read-only if it is exactly what we expect, else None."""
     try:
-        frames = np.load(path, mmap_mode="r", allow_pickle=False)
+        with open(path, "rb") as handle:
+            raw, length = handle.read(HEADER_BYTES), os.fstat(handle.fileno()).st_size
     except (FileNotFoundError, NotADirectoryError, PermissionError):
         return None  # not there, or not ours to read: building it says why, once
-    except (OSError, ValueError, EOFError) as err:  # truncated, garbage header, I/O error
+    except OSError as err:
         log.warning("template cache %s is unreadable (%s): rebuilding it", path, err)
         return _discard(path)
-    try:  # exact length: numpy refuses a short file but maps a longer one without complaint
-        size_ok = isinstance(frames, np.memmap) and path.stat().st_size == frames.offset + frames.nbytes
-    except OSError:
-        size_ok = False
-    if frames.shape != shape or frames.dtype != np.uint8 or not frames.flags.c_contiguous or not size_ok:
-        log.warning("template cache %s holds %s %s, expected %s uint8: rebuilding it",
-                    path, frames.shape, frames.dtype, shape)
+    header = _header(raw)
+    rows, cols, tw = grid_shape(size)
+    expected = {"format": CACHE_FORMAT, "size": list(size), "count": count, "tile": [TILE_H, tw],
+                "tolerance": tolerance}
+    versions = header.get("versions") if header else None
+    if (header is None or any(header.get(key) != value for key, value in expected.items())
+            or not isinstance(versions, int) or versions < 1):
+        log.warning("template cache %s is not a tile cache of %d %dx%d frames: rebuilding it",
+                    path, count, *size)
         return _discard(path)
-    return frames
+    tile_bytes = TILE_H * tw * 3
+    map_offset = HEADER_BYTES + versions * tile_bytes
+    if length != map_offset + count * rows * cols * 4:  # torn or padded: never trusted
+        log.warning("template cache %s is %d bytes, expected %d: rebuilding it", path, length,
+                    map_offset + count * rows * cols * 4)
+        return _discard(path)
+    try:
+        tiles = np.memmap(path, np.uint8, "r", HEADER_BYTES, (versions, TILE_H, tw, 3))
+        index_map = np.memmap(path, np.int32, "r", map_offset, (count, rows * cols))
+    except (OSError, ValueError) as err:
+        log.warning("template cache %s cannot be mapped (%s): rebuilding it", path, err)
+        return _discard(path)
+    if index_map.size and (int(index_map.min()) < 0 or int(index_map.max()) >= versions):
+        log.warning("template cache %s names tiles it does not hold: rebuilding it", path)
+        return _discard(path)
+    return TileTemplate(size, index_map, tiles, tolerance, source=str(path))
 
 
 def _discard(path: Path) -> None:
@@ -182,25 +214,45 @@ def _discard(path: Path) -> None:
     return None
 
 
-def write_cache(path: Path, paths: list[Path], size: tuple[int, int]) -> None:
-    """Decode into a temp .npy beside `path`, then rename it into place.
+def write_cache(path: Path, paths: list[Path], size: tuple[int, int],
+                tolerance: int = TOLERANCE) -> None:
+    """Decode, tile and write into a temp file beside `path`, then rename it into place.
 
-    Plain sequential writes, not a writable memory map: a mapped sparse file on a full disk
-    kills the process with SIGBUS (checked on a full tmpfs), where write() raises ENOSPC.
+    Layout: HEADER_BYTES of header (MAGIC + JSON, written last), the tile versions in order,
+    then the (frames, tiles) int32 index map. Plain sequential writes, not a writable memory
+    map: a mapped sparse file on a full disk kills the process with SIGBUS (checked on a full
+    tmpfs), where write() raises ENOSPC.
     """
-    shape = (len(paths), size[1], size[0], 3)
-    needed, free = int(np.prod(shape)) + 4096, shutil.disk_usage(path.parent).free
-    if free < needed + KEEP_FREE_BYTES:  # say so now, not after decoding half the frames
-        raise OSError(errno.ENOSPC, f"not enough space: {needed / 1e6:.0f} MB needed, "
-                                    f"{free / 1e6:.0f} MB free, {KEEP_FREE_BYTES / 1e6:.0f} MB kept free")
+    free = shutil.disk_usage(path.parent).free
+    budget = free - KEEP_FREE_BYTES - HEADER_BYTES  # bytes the tiles and the map may take
+    if budget <= 0:  # say so now, not after decoding half the frames
+        raise OSError(errno.ENOSPC, f"not enough space: {free / 1e6:.0f} MB free, "
+                                    f"{KEEP_FREE_BYTES / 1e6:.0f} MB kept free")
     temp = path.with_name(f"{path.stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         with open(temp, "xb") as handle:
-            np.lib.format.write_array_header_1_0(
-                handle, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
-                         "fortran_order": False, "shape": shape})
+            handle.write(bytes(HEADER_BYTES))
+            written = 0
+
+            def emit(tiles: np.ndarray) -> None:
+                nonlocal written
+                written += tiles.nbytes
+                if written > budget:
+                    raise OSError(errno.ENOSPC, f"not enough space: the cache passed "
+                                                f"{written / 1e6:.0f} MB with {free / 1e6:.0f} MB "
+                                                f"free and {KEEP_FREE_BYTES / 1e6:.0f} MB kept free")
+                handle.write(tiles.data)
+
+            builder = TileBuilder(size, tolerance, emit)
             for frame in iter_frames(paths, size):
-                handle.write(frame.data)
+                builder.add(frame)
+            handle.write(np.ascontiguousarray(builder.index_map(), np.int32).data)
+            rows, cols, tw = grid_shape(size)
+            header = {"format": CACHE_FORMAT, "size": list(size), "count": len(paths),
+                      "tile": [TILE_H, tw], "tolerance": tolerance, "versions": builder.versions}
+            text = MAGIC + json.dumps(header).encode()
+            handle.seek(0)
+            handle.write(text.ljust(HEADER_BYTES, b" "))
             handle.flush()
             # On disk before the name appears: a power cut must not leave a short file under
             # the final name (it would be caught and rebuilt, but at the next start).
@@ -232,8 +284,10 @@ def tidy(root: Path, keep: Path) -> None:
     except OSError:
         return
     caches = sorted(((mtime, entry) for entry, mtime in entries
-                     if entry.suffix == ".npy" and entry != keep), reverse=True)
+                     if entry.suffix == CACHE_SUFFIX and entry != keep), reverse=True)
     doomed = [entry for _, entry in caches[KEEP_CACHES - 1:]]
+    # Format 1 kept every frame whole (527 MiB for the default avatar): nothing reads it now.
+    doomed += [entry for entry, _ in entries if entry.suffix == ".npy"]
     doomed += [entry for entry, mtime in entries if entry.suffix == ".tmp" and now - mtime > STALE_TEMP_S]
     for entry in doomed:
         try:
@@ -244,15 +298,16 @@ def tidy(root: Path, keep: Path) -> None:
 
 
 def load_image_frames(bundle_dir: Path, spec: str, count: int, size: tuple[int, int],
-                      listed: Mapping[str, str], root: Path | None = None) -> np.ndarray:
-    """(count, H, W, 3) uint8: a read-only memory map of the cache, or a RAM array if the
-    cache cannot be written. size is (width, height)."""
+                      listed: Mapping[str, str], root: Path | None = None,
+                      tolerance: int = TOLERANCE) -> TileTemplate:
+    """(count, H, W, 3) uint8 frames as tiles: memory-mapped from the cache, or in RAM if the
+    cache cannot be written. size is (width, height); tolerance 0: exactly the decoded frames
+    (tools that compare with a generator's pixels)."""
     names = image_frame_names(spec, count)
     paths = [bundle_dir / name for name in names]
     root = root if root is not None else cache_dir() / "templates"
-    path = root / f"{cache_key(frame_digests(bundle_dir, names, listed), size)}.npy"
-    shape = (count, size[1], size[0], 3)
-    frames = open_cached(path, shape)
+    path = root / f"{cache_key(frame_digests(bundle_dir, names, listed), size, tolerance)}{CACHE_SUFFIX}"
+    frames = open_cached(path, size, count, tolerance)
     if frames is not None:
         log.info("template frames: mapped %s", path)
         try:
@@ -263,16 +318,18 @@ def load_image_frames(bundle_dir: Path, spec: str, count: int, size: tuple[int, 
     started = time.monotonic()
     try:
         root.mkdir(parents=True, exist_ok=True)
-        write_cache(path, paths, size)
+        write_cache(path, paths, size, tolerance)
     except OSError as err:
-        log.warning("template cache: cannot write %s (%s): decoding %d frames into RAM "
-                    "(%.1f MB)", path, err.strerror or err, count, np.prod(shape) / 1e6)
-        return decode_in_ram(paths, size)
-    log.info("template frames: decoded %d frames into %s in %.1f s", count, path,
-             time.monotonic() - started)
+        log.warning("template cache: cannot write %s (%s): decoding %d frames into RAM",
+                    path, err.strerror or err, count)
+        return decode_in_ram(paths, size, tolerance)
     tidy(root, keep=path)
-    frames = open_cached(path, shape)
+    frames = open_cached(path, size, count, tolerance)
+    if frames is not None:
+        log.info("template frames: decoded %d frames into %s in %.1f s (%.0f MB as tiles, "
+                 "%.0f MB whole)", count, path, time.monotonic() - started, frames.nbytes / 1e6,
+                 count * size[0] * size[1] * 3 / 1e6)
     if frames is None:  # deleted or replaced by something unusable between rename and map
         log.warning("template cache: %s vanished after writing: decoding into RAM", path)
-        return decode_in_ram(paths, size)
+        return decode_in_ram(paths, size, tolerance)
     return frames

@@ -79,7 +79,7 @@ def evaluate_bundle(args, command: str) -> dict:
 
     started = time.monotonic()
     spec = read_source(args.bundle)
-    bundle = load_bundle(args.bundle)
+    bundle = load_bundle(args.bundle, exact_template=True)  # compared with the generator's pixels
     truth = GroundTruth(spec, bundle.open_scale)
     truth_check = check_bundle(truth, bundle, args.bundle / "avatar.yaml")
     evaluator = Evaluator(bundle, truth, threads=1)

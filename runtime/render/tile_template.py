@@ -1,0 +1,180 @@
+"""A template loop held as tiles, each stored once per version it really takes.
+
+A talking-head loop is mostly still: in the default avatar's 200 frames of 720x1280 only a
+quarter of the pixels ever change, and from one frame to the next about a tenth of the 16 px
+tiles do. Decoded whole, the loop is 527 MiB (40% of a 2 GB Raspberry Pi, and an 8 s loop
+read at 69 MB/s that thrashes an SD card under memory pressure). Held as tiles it is 60 MiB.
+
+The frame is cut into tiles of TILE_H rows x `tile_w` columns (`tile_w` divides the width, so
+a frame is a plain C-contiguous (H, W, 3) array; the last tile row may reach below the frame
+and is padded). Reading the frames in loop order, a tile gets a new version when some pixel of
+it differs from the tile's current version by more than `tolerance` grey levels; otherwise the
+frame reuses the current version. So every pixel of every frame is within `tolerance` of the
+decoded frame, a seam between tiles is at most `tolerance` levels, and with tolerance 0 the
+loop is exact. TOLERANCE = 1: the drawn character's loop carries one-level noise in every
+tile (dithered gradients); dropping it takes the loop from 211 MiB (exact) to 60 MiB, and an
+idle video from 104 to 86 MiB (measured on idle_man: docs/PERFORMANCE.md).
+
+Frames are made on demand: `frame(k)` updates one of two canvases in place, copying only the
+tiles whose version differs from what the canvas shows (a tenth of the frame from one loop
+frame to the next), and returns a read-only view. `tiles[k]` and `np.asarray(tiles)` give new
+arrays for code that keeps frames (tools, tests).
+"""
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+import numpy as np
+
+TILE_H = 16
+#: Grey levels a stored tile may differ from the decoded one (see the module docstring).
+TOLERANCE = 1
+_TILE_WIDTHS = (16, 12, 10, 8, 6, 5, 4, 3, 2, 1)
+
+
+def tile_width(width: int) -> int:
+    """The widest tile of at most 16 columns that divides the frame width."""
+    return next(w for w in _TILE_WIDTHS if width % w == 0)
+
+
+def grid_shape(size: tuple[int, int]) -> tuple[int, int, int]:
+    """(tile rows, tile columns, tile width) for a frame of size (width, height)."""
+    width, height = size
+    tw = tile_width(width)
+    return -(-height // TILE_H), width // tw, tw
+
+
+def frame_to_tiles(frame: np.ndarray, tw: int) -> np.ndarray:
+    """(H, W, 3) -> (rows * cols, TILE_H, tw, 3), the last row edge-padded below the frame."""
+    height, width = frame.shape[:2]
+    rows = -(-height // TILE_H)
+    if rows * TILE_H != height:
+        frame = np.pad(frame, ((0, rows * TILE_H - height), (0, 0), (0, 0)), mode="edge")
+    cols = width // tw
+    return frame.reshape(rows, TILE_H, cols, tw, 3).swapaxes(1, 2).reshape(rows * cols, TILE_H, tw, 3)
+
+
+class TileBuilder:
+    """Frames in loop order in, tile versions out (to `emit`, in order) and the index map."""
+
+    def __init__(self, size: tuple[int, int], tolerance: int,
+                 emit: Callable[[np.ndarray], None]) -> None:
+        self.size, self.tolerance, self._emit = size, int(tolerance), emit
+        self._tw = grid_shape(size)[2]
+        self._current: np.ndarray | None = None  # (P, TILE_H * tw * 3) int16: each tile's version
+        self._version: np.ndarray | None = None  # (P,) int32: its index in the store
+        self.versions = 0
+        self.rows: list[np.ndarray] = []
+
+    def add(self, frame: np.ndarray) -> None:
+        tiles = frame_to_tiles(frame, self._tw)
+        flat = tiles.reshape(len(tiles), -1).astype(np.int16)
+        if self._current is None:
+            new = np.arange(len(tiles))
+            self._current, self._version = flat, np.zeros(len(tiles), np.int32)
+        else:
+            new = np.flatnonzero(np.abs(flat - self._current).max(axis=1) > self.tolerance)
+            self._current[new] = flat[new]
+        if new.size:
+            self._version[new] = np.arange(self.versions, self.versions + new.size, dtype=np.int32)
+            self._emit(np.ascontiguousarray(tiles[new]))
+            self.versions += int(new.size)
+        self.rows.append(self._version.copy())
+
+    def index_map(self) -> np.ndarray:
+        """(frames, P) int32: the version each frame shows at each tile."""
+        return np.stack(self.rows) if self.rows else np.zeros((0, 0), np.int32)
+
+
+class TileTemplate:
+    """(N, H, W, 3) uint8 frames from `index_map` (N, P) int32 and `tiles` (V, TILE_H, tw, 3).
+
+    Both arrays may be read-only memory maps (the template cache); they are never written."""
+
+    dtype = np.dtype(np.uint8)
+    ndim = 4
+
+    def __init__(self, size: tuple[int, int], index_map: np.ndarray, tiles: np.ndarray,
+                 tolerance: int, source: str | None = None) -> None:
+        rows, cols, tw = grid_shape(size)
+        if index_map.ndim != 2 or index_map.shape[1] != rows * cols or tiles.shape[1:] != (TILE_H, tw, 3):
+            raise ValueError(f"tile template: map {index_map.shape} and tiles {tiles.shape} do not "
+                             f"fit {size[0]}x{size[1]} frames")
+        self.size, self.index_map, self.tiles = size, index_map, tiles
+        self.tolerance, self.source = int(tolerance), source  # source: the cache file, if any
+        self._grid = (rows, cols, tw)
+        self._canvases = [self._Canvas(rows, cols, tw), self._Canvas(rows, cols, tw)]
+        self._lock = threading.Lock()  # the frame thread and a status reader may both ask
+
+    class _Canvas:
+        def __init__(self, rows: int, cols: int, tw: int) -> None:
+            self.pixels = np.empty((rows * TILE_H, cols * tw, 3), np.uint8)
+            self.tiles = self.pixels.reshape(rows, TILE_H, cols, tw, 3)  # a view, for scatter
+            self.shows: np.ndarray | None = None  # the version at each tile, None: nothing yet
+            self.number = -1
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (len(self.index_map), self.size[1], self.size[0], 3)
+
+    @property
+    def nbytes(self) -> int:
+        """What the loop holds in memory: the tile store and the index map."""
+        return int(self.tiles.nbytes + self.index_map.nbytes)
+
+    def __len__(self) -> int:
+        return len(self.index_map)
+
+    def frame(self, number: int) -> np.ndarray:
+        """Frame `number` as a read-only (H, W, 3) view of a canvas: it stays valid while
+        at most one other frame is asked for (the frame path uses one frame at a time)."""
+        with self._lock:
+            canvas = next((c for c in self._canvases if c.number == number), None)
+            if canvas is None:
+                canvas = self._canvases[-1]  # the least recently used
+                self._paint(canvas, int(number))
+            if canvas is not self._canvases[0]:
+                self._canvases.reverse()
+        view = canvas.pixels[: self.size[1]]
+        view.flags.writeable = False
+        return view
+
+    def _paint(self, canvas: "_Canvas", number: int) -> None:
+        wanted = self.index_map[number]
+        if canvas.shows is None:
+            changed = np.arange(wanted.size)
+        else:
+            changed = np.flatnonzero(canvas.shows != wanted)
+            canvas.shows = None  # half painted if the copy below fails: repaint it all next time
+        cols = self._grid[1]
+        canvas.tiles[changed // cols, :, changed % cols] = self.tiles[wanted[changed]]
+        canvas.shows, canvas.number = np.array(wanted), number
+
+    def __getitem__(self, number) -> np.ndarray:
+        """A new (H, W, 3) array of frame `number` (an int), kept by nobody else."""
+        if not isinstance(number, (int, np.integer)):
+            raise TypeError("a tile template is indexed by one frame number")
+        if not -len(self) <= number < len(self):
+            raise IndexError(f"frame {number} of a {len(self)}-frame template")
+        return np.array(self.frame(int(number) % len(self)))
+
+    def __iter__(self):
+        return (self[k] for k in range(len(self)))
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = np.empty(self.shape, np.uint8)
+        for k in range(len(self)):
+            out[k] = self.frame(k)
+        return out if dtype is None else out.astype(dtype)
+
+
+def tile_template_in_ram(size: tuple[int, int], frames, tolerance: int = TOLERANCE) -> TileTemplate:
+    """Tiles from an iterable of (H, W, 3) frames, held in RAM (no cache file)."""
+    store: list[np.ndarray] = []
+    builder = TileBuilder(size, tolerance, store.append)
+    for frame in frames:
+        builder.add(frame)
+    rows, cols, tw = grid_shape(size)
+    tiles = np.concatenate(store) if store else np.zeros((0, TILE_H, tw, 3), np.uint8)
+    return TileTemplate(size, builder.index_map(), tiles, tolerance)
