@@ -1,4 +1,4 @@
-"""python -m tools.eval_avatar BUNDLE [--audio SPEECH.wav] [--out DIR]
+"""python -m tools.eval_avatar BUNDLE [--audio SPEECH.wav] [--truth TALKING.mp4] [--out DIR]
 
 Does a bundle's mouth do what the parameters ask? Judged by something that did not make it:
 mediapipe's face mesh, run on the frames the runtime renders (NcnnRenderer, the frame path's
@@ -12,6 +12,9 @@ patch pasted into the template frame), at FULL and at COARSE:
              rendered on the advancing loop: r(open, measured gap) (goal >= 0.95)
     still    the frame outside the mouth mask equals the template (no visible box edge);
              the loop's seam against its ordinary frame-to-frame change (picture RMS)
+    truth    with --truth: held-out talking footage of the person against what the bundle
+             renders for it (mouth-box PSNR and SSIM, r of rendered vs real lip gap;
+             tools/make_avatar/truth.py)
 
 Writes DIR/EVAL.md and DIR/EVAL_sheet.png (each parameter swept at FULL and COARSE). Needs the
 faces environment (mediapipe 0.10.14, opencv). A report, not a timed test.
@@ -198,6 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("bundle", type=Path)
     parser.add_argument("--audio", type=Path, help="speech clip (default: the bundle's demo clip)")
+    parser.add_argument("--truth", type=Path, help="talking footage of the person held out of "
+                        "the build: compare the rendered mouth with the real one")
     parser.add_argument("--out", type=Path, help="report directory (default: the bundle)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -240,6 +245,17 @@ def main(argv: Sequence[str] | None = None) -> int:
               + ", ".join(f"{k} {v:.3f} px" for k, v in shakes.items()) + ".",
               "", f"Goals: r(open, gap) >= 0.95 and monotonic; r(wide, width) >= 0.9; press shuts "
               f"(gap < 0.02). Speech clip: {wav}.", "", "![sheet](EVAL_sheet.png)", ""]
+    if args.truth is not None:
+        from tools.faces.track import TrackError
+        from tools.make_avatar.truth import compare, lines as truth_lines
+        try:
+            result = compare(body, measure, measure.mesh, args.truth, out / "EVAL_truth.png")
+        except (TrackError, ValueError) as err:
+            print(f"eval_avatar: {err}", file=sys.stderr)
+            return 1
+        lines += truth_lines(result)
+        import json
+        (out / "EVAL_truth.json").write_text(json.dumps(result, indent=1) + "\n")
     contact_sheet(body, out / "EVAL_sheet.png")
     (out / "EVAL.md").write_text("\n".join(lines))
     print("\n".join(lines))

@@ -116,12 +116,17 @@ class AvatarBundle:
 
     def loop_index(self, number: int) -> int:
         """The template frame shown at video frame `number`."""
-        count = self.frame_count
-        if self.loop != "pingpong" or count < 3:
-            return number % count
-        period = 2 * count - 2
-        step = number % period
-        return step if step < count else period - step
+        return loop_position(number, self.frame_count, self.loop)
+
+
+def loop_position(number: int, count: int, loop: str) -> int:
+    """The template frame a loop of `count` frames played `loop` shows at video frame `number`
+    (the one rule; the avatar builder lays talking runs on the template by it too)."""
+    if loop != "pingpong" or count < 3:
+        return number % count
+    period = 2 * count - 2
+    step = number % period
+    return step if step < count else period - step
 
 
 def _get(doc: Any, dotted: str, where: Path, kinds: type | tuple[type, ...]) -> Any:

@@ -41,6 +41,8 @@ class PairSource(Protocol):
 
     def crop_boxes(self) -> np.ndarray: ...
     def render_box(self, k: int, params=None) -> np.ndarray: ...
+    # Optional: sample_rows(rng, count, frames, mix) -> (index, params, sequence,
+    # {row: target crop}) for a source whose rows come with their own targets.
 
 
 @dataclass(frozen=True)
@@ -176,7 +178,13 @@ def write_pairs(out: Path, spec: DatasetSpec, source: PairSource,
     for i in todo:
         count = counts[i]
         rng = np.random.default_rng([spec.seed, i, count])  # a shard's rows depend on nothing else
-        index, params, sequence = sample_pairs(rng, count, spec.frames, spec.mix)
+        # A source with rows of its own (real talking frames, tools/make_avatar/speech.py)
+        # samples them with their targets; the others are drawn by render_box.
+        sampler = getattr(source, "sample_rows", None)
+        if sampler is not None:
+            index, params, sequence, given = sampler(rng, count, spec.frames, spec.mix)
+        else:
+            (index, params, sequence), given = sample_pairs(rng, count, spec.frames, spec.mix), {}
         box = spec.box_size
         tmpl = np.empty((count, box, box, 3), np.uint8)
         target = np.empty_like(tmpl)
@@ -186,7 +194,10 @@ def write_pairs(out: Path, spec: DatasetSpec, source: PairSource,
                 template_crops[k] = source.render_box(k, None)
             tmpl[row] = template_crops[k]
             # Rest rows are the template itself (exactly); skip drawing them again.
-            target[row] = template_crops[k] if not p.any() else source.render_box(k, p)
+            if row in given:
+                target[row] = given[row]
+            else:
+                target[row] = template_crops[k] if not p.any() else source.render_box(k, p)
             if progress:
                 progress(1)
         write_shard(out / shard_name(i), index, params, tmpl, target, sequence)

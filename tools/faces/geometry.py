@@ -32,3 +32,30 @@ def polygon_mask(polygon: np.ndarray, size: int, supersample: int = 3) -> np.nda
             part += inside
     cover[y0:y1, x0:x1] = part / supersample ** 2
     return cover
+
+
+def box_blur(image: np.ndarray, radius: int) -> np.ndarray:
+    """Mean over a (2r+1)^2 square, edges repeated (running sums: cost independent of r)."""
+    if radius < 1:
+        return image.astype(np.float64)
+    out = image.astype(np.float64)
+    for axis in (0, 1):
+        pad = [(0, 0)] * out.ndim
+        pad[axis] = (radius + 1, radius)
+        summed = np.cumsum(np.pad(out, pad, mode="edge"), axis=axis)
+        n = out.shape[axis]
+        upper = np.take(summed, np.arange(2 * radius + 1, 2 * radius + 1 + n), axis=axis)
+        lower = np.take(summed, np.arange(0, n), axis=axis)
+        out = (upper - lower) / (2 * radius + 1)
+    return out
+
+
+def soft_grow(mask: np.ndarray, grow: int, sigma: float) -> np.ndarray:
+    """A coverage mask grown by about `grow` px, then feathered like a Gaussian of `sigma`
+    (three box blurs of the same variance)."""
+    grown = (box_blur(mask, grow) > 1e-3).astype(np.float64) if grow > 0 else mask.astype(np.float64)
+    width = np.sqrt(12 * sigma * sigma / 3 + 1)
+    radius = max(1, int(round((width - 1) / 2)))
+    for _ in range(3):
+        grown = box_blur(grown, radius)
+    return np.clip(grown, 0, 1)

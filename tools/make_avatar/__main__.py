@@ -26,6 +26,10 @@ def _parser() -> argparse.ArgumentParser:
     given = p.add_mutually_exclusive_group(required=True)
     given.add_argument("--video", type=Path, help="idle video of the person, mouth closed")
     given.add_argument("--photo", type=Path, help="one frontal photo of the person")
+    p.add_argument("--speech-video", type=Path, help="the same person talking (5 s or more): "
+                   "real mouths for the renderer to learn, besides the mouth model's")
+    p.add_argument("--speech-share", type=float, default=BuildSettings.speech_share,
+                   help="share of the training pairs from the talking footage")
     p.add_argument("--out", type=Path, required=True, help="bundle directory to write")
     p.add_argument("--work", type=Path, help="tracking, dataset and checkpoints "
                    "(default ~/.cache/edgemate/make_avatar/NAME)")
@@ -42,7 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     source = args.video or args.photo
     work = args.work or Path.home() / ".cache" / "edgemate" / "make_avatar" / args.out.name
     settings = BuildSettings(source=source, out=args.out, work=work, steps=args.steps,
-                             pairs=args.pairs, threads=args.threads)
+                             pairs=args.pairs, threads=args.threads, speech_video=args.speech_video,
+                             speech_share=args.speech_share)
     report = BuildReport(str(source))
     try:
         from tools.faces.track import TrackError

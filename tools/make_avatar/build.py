@@ -6,6 +6,7 @@ shards are kept (tools/avatar/dataset.py); training continues from its last chec
 """
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
@@ -39,6 +40,8 @@ class BuildSettings:
     threads: int = 2
     seed: int = 0
     shard_size: int = 512
+    speech_video: Path | None = None  # the same person talking: real mouths (speech.py)
+    speech_share: float = 0.5  # of the training pairs, when there is talking footage
 
 
 @dataclass
@@ -54,6 +57,7 @@ class BuildReport:
     seconds: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
     bundle: Path | None = None
+    speech: dict | None = None  # what the talking footage gave (frames, usable, openings)
 
     def lines(self) -> list[str]:
         out = [f"input     {self.source}: {self.frames} frames at 25 fps, {self.usable} usable"]
@@ -64,6 +68,11 @@ class BuildReport:
             c = self.loop
             out.append(f"template  frames {c.start}..{c.start + c.length - 1} ({c.length / 25:.1f} s), "
                        f"{c.mode}, seam {c.seam_ratio:.2f} of a frame change, mouth box {self.box_size} px")
+        if self.speech is not None:
+            s = self.speech
+            out.append(f"speech    {s['source']}: {s['frames']} frames, {s['usable']} usable; "
+                       f"open >= 0.5 in {s['open_half_share']:.0%} of them, p95 open "
+                       f"{s['open_p95']:.2f}; {s['share']:.0%} of the pairs")
         for warning in self.warnings:
             out.append(f"warning   {warning}")
         out.append("time      " + ", ".join(f"{k} {v:.0f} s" for k, v in self.seconds.items())
@@ -111,6 +120,10 @@ def write_dataset(settings: BuildSettings, frames: list, points: np.ndarray, cho
     started = time.monotonic()
     source = VideoMouthSource(frames, points)
     report.box_size = source.box_size
+    pairs_source, speech_note = source, ""
+    if settings.speech_video is not None:
+        pairs_source = _footage_pairs(settings, source, report, choice.mode)
+        speech_note = f", talking footage {settings.speech_video.name} ({settings.speech_share:.0%})"
     dataset = settings.work / "dataset"
     (dataset / "frames").mkdir(parents=True, exist_ok=True)
     for k, frame in enumerate(frames):
@@ -120,16 +133,41 @@ def write_dataset(settings: BuildSettings, frames: list, points: np.ndarray, cho
     np.save(dataset / "crop_boxes.npy", source.crop_boxes())
     height, width = frames[0].shape[:2]
     spec = DatasetSpec(
-        source=f"real video {settings.source.name} (tools/make_avatar, mouth model)",
+        source=f"real video {settings.source.name} (tools/make_avatar, mouth model{speech_note})",
         seed=settings.seed, frame_size=(width, height), box_size=source.box_size,
         frames=len(frames), pairs=settings.pairs, shard_size=settings.shard_size,
-        generator={"command": f"python -m tools.make_avatar --video {settings.source}",
+        generator={"command": f"python -m tools.make_avatar --video {settings.source}"
+                              + (f" --speech-video {settings.speech_video}" if settings.speech_video else ""),
+                   **({"speech": report.speech} if report.speech else {}),
                    "loop": {"start": choice.start, "length": choice.length, "mode": choice.mode,
                             "seam_ratio": choice.seam_ratio}},
         loop=choice.mode)
-    write_pairs(dataset, spec, source, progress)
+    write_pairs(dataset, spec, pairs_source, progress)
     report.seconds["dataset"] = time.monotonic() - started
     return dataset
+
+
+def _footage_pairs(settings: BuildSettings, template: VideoMouthSource, report: BuildReport,
+                   loop: str):
+    from tools.avatar.make_default import _Progress
+    from .speech import FootagePairs, load_footage
+
+    import cv2
+    capture = cv2.VideoCapture(str(settings.speech_video))
+    rate = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    expected = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) * 25.0 / rate) if 1 <= rate <= 240 else 0
+    capture.release()
+    bar = _Progress(expected, "talking frames")
+    footage = load_footage(settings.speech_video, progress=lambda n: bar(1))
+    bar.close()
+    measured = footage.params[footage.usable]
+    report.speech = {"source": settings.speech_video.name, "frames": len(footage.frames),
+                     "usable": int(footage.usable.sum()), "rest": footage.rest.as_dict(),
+                     "open_p95": float(np.percentile(measured[:, 0], 95)),
+                     "open_half_share": float((measured[:, 0] >= 0.5).mean()),
+                     "share": settings.speech_share,
+                     "measure": "tools/faces/mouth_params.py"}
+    return FootagePairs(template, footage, settings.speech_share, loop)
 
 
 def train_bundle(settings: BuildSettings, dataset: Path, report: BuildReport) -> Path:
@@ -141,7 +179,8 @@ def train_bundle(settings: BuildSettings, dataset: Path, report: BuildReport) ->
     recipe.update(name=settings.out.name, steps=settings.steps, threads=settings.threads,
                   seed=settings.seed, checkpoint_every=250, feather_px=feather,
                   command=f"python -m tools.make_avatar --video {settings.source} --out {settings.out} "
-                          f"--steps {settings.steps} --pairs {settings.pairs}",
+                          f"--steps {settings.steps} --pairs {settings.pairs}"
+                          + (f" --speech-video {settings.speech_video}" if settings.speech_video else ""),
                   dataset_command=None, demo_audio="demo.wav")
     settings.out.mkdir(parents=True, exist_ok=True)
     if DEMO_CLIP.is_file() and not (settings.out / "demo.wav").is_file():
@@ -150,4 +189,6 @@ def train_bundle(settings: BuildSettings, dataset: Path, report: BuildReport) ->
         raise RuntimeError("ncnn differs from torch beyond the export's limit (see the sidecars)")
     report.seconds["train"] = time.monotonic() - started
     report.bundle = settings.out
+    if report.speech is not None:  # the footage's mouth at rest: eval_avatar --truth measures with it
+        (settings.out / "speech.json").write_text(json.dumps(report.speech, indent=1) + "\n")
     return settings.out

@@ -56,13 +56,16 @@ def mouth_box(points: np.ndarray, frame_size: tuple[int, int]) -> tuple[int, int
 class VideoMouthSource:
     """Loop frames + their meshes -> template crops and mouth-model targets."""
 
-    def __init__(self, frames: list[np.ndarray], points: np.ndarray, size: int | None = None):
+    def __init__(self, frames: list[np.ndarray], points: np.ndarray, size: int | None = None,
+                 boxes: np.ndarray | None = None):
+        """`size` and `boxes`: a bundle's own (eval_avatar --truth), else chosen here."""
         self.frames = frames
         self.points = points.astype(np.float64)
         height, width = frames[0].shape[:2]
         self.frame_size = (width, height)
         self.box_size = size or box_size_for(self.points, self.frame_size)
-        self._boxes = crop_boxes(self.points, self.box_size, self.frame_size)
+        self._boxes = (np.asarray(boxes, np.int32) if boxes is not None
+                       else crop_boxes(self.points, self.box_size, self.frame_size))
         self._models: dict[int, MouthModel] = {}
 
     @property
