@@ -161,3 +161,13 @@ def test_stable_points_are_not_mouth_or_jaw_points():
     from tools.make_avatar.mouth_model import INNER_LOWER, INNER_UPPER, OUTER_LOWER, OUTER_UPPER
     moving = set(JAW) | set(OUTER_UPPER) | set(OUTER_LOWER) | set(INNER_UPPER) | set(INNER_LOWER)
     assert not set(STABLE) & moving
+
+
+def test_truth_scores_psnr_and_ssim():
+    from tools.make_avatar.truth import psnr, ssim
+    rng = np.random.default_rng(6)
+    a = rng.integers(0, 256, (64, 64, 3)).astype(np.uint8)
+    b = np.clip(a.astype(int) + 5, 0, 255).astype(np.uint8)
+    assert psnr(a, a) == 100.0 and 34.1 < psnr(a, b) < 34.5  # MSE a little under 25 (clipped at 255)
+    pytest.importorskip("cv2")  # the faces environment (eval_avatar) has it
+    assert ssim(a, a) == pytest.approx(1.0) and ssim(a, 255 - a) < 0.1

@@ -4,9 +4,8 @@ The same person speaking, any length from 5 s. Every frame is tracked (tools/fac
 and its six parameters measured (tools/faces/mouth_params.py, against this footage's own mouth
 at rest). For a training pair the talking frame's lower face is moved onto a template frame
 (a similarity transform fitted to points the mouth does not move: eye corners, nose,
-cheekbones), blended into that template frame's mouth box over the lower face (the union of
-the template's and the talking frame's jaw-to-nose regions, feathered) and colour-matched to
-it on the blend's edge. The pair is then (template box, measured parameters, that box): the
+cheekbones), blended into that template frame's mouth box over the lips and chin (the union
+of both frames' lip-and-chin ovals, feathered) and colour-matched to it on the blend's edge. The pair is then (template box, measured parameters, that box): the
 network sees only the template frame's box, a different frame with the mouth at rest, so it
 cannot copy the answer, and learns the person's real lips and teeth.
 
@@ -27,7 +26,6 @@ from runtime.render.bundle import loop_position
 from tools.avatar.params import ParamMix, sample_pairs
 from tools.faces.geometry import polygon_mask, soft_grow
 from tools.faces.mouth_params import Rest, distances, measure, rest_from
-from .mouth_model import JAW
 from .source import VideoMouthSource
 from .warp import sample_bilinear
 
@@ -35,8 +33,6 @@ log = logging.getLogger(__name__)
 
 #: Points that a talking mouth does not move: eye corners, nose bridge and tip, cheekbones.
 STABLE = (33, 133, 362, 263, 168, 6, 197, 195, 5, 4, 1, 98, 327, 123, 352, 151, 9)
-#: The lower face, nose base to jaw (a polygon: jaw left to right, then the nose base back).
-NOSE_BASE = (327, 2, 98)
 MIN_SECONDS = 5.0
 RUN = 8  # consecutive footage frames per run of rows (the trainer's temporal pairs)
 
@@ -100,9 +96,22 @@ class SpeechTargets:
         stable = list(STABLE)
         return similarity(self.footage.points[t][stable], self.template.points[j][stable])
 
-    def _region(self, points: np.ndarray, box: tuple[int, int, int]) -> np.ndarray:
+    @staticmethod
+    def _region(points: np.ndarray, box: tuple[int, int, int]) -> np.ndarray:
+        """Where the talking frame replaces the template: lips and chin, an oval from just
+        under the nose to under the chin, 0.85 mouth widths to each side of the mouth's
+        centre. Cheeks and the face's outline stay the template's: a talking head turns a
+        little, and the renderer cannot redraw a moved outline without blurring it."""
         x, y, size = box
-        outline = np.concatenate([points[list(JAW)], points[list(NOSE_BASE)]]) - (x, y)
+        width = float(np.linalg.norm(points[291] - points[61]))
+        cx = float(points[61, 0] + points[291, 0]) / 2
+        mid = float(points[13, 1] + points[14, 1]) / 2
+        top = max(float(points[0, 1]) - 0.25 * width, float(points[2, 1]) + 0.05 * width)
+        bottom = float(points[152, 1]) + 0.10 * width
+        angle = np.linspace(0, 2 * np.pi, 48, endpoint=False)
+        up = np.sin(angle) < 0  # image y grows downwards: these are above the lip line
+        ys = np.where(up, mid + (mid - top) * np.sin(angle), mid + (bottom - mid) * np.sin(angle))
+        outline = np.stack([cx + 0.85 * width * np.cos(angle), ys], axis=1) - (x, y)
         return polygon_mask(outline, size)
 
     def target(self, t: int, j: int) -> np.ndarray:

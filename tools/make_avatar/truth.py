@@ -27,8 +27,9 @@ from tools.faces.mouth_params import Rest
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Capped at 100 dB (identical boxes), as the renderer's evaluation caps it."""
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 10 * np.log10(255.0 ** 2 / max(mse, 1e-10))
+    return min(100.0, 10 * np.log10(255.0 ** 2 / max(mse, 1e-10)))
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
@@ -90,8 +91,8 @@ def compare(body, measure, mesh, truth: Path, sheet: Path | None = None) -> dict
     targets = SpeechTargets(footage, template_source(bundle, mesh))
     frames = np.flatnonzero(footage.usable & np.isfinite(footage.params).all(axis=1))
     size = bundle.box_size
-    scores = {name: {"psnr": [], "ssim": []} for name in ("FULL", "COARSE", "template")}
-    gaps = {"FULL": [], "COARSE": []}
+    scores = {name: {"psnr": [], "ssim": []} for name in ("full", "coarse", "template")}
+    gaps = {"full": [], "coarse": []}
     cells = []
     for n, t in enumerate(frames):
         j = bundle.loop_index(int(t))
@@ -126,7 +127,7 @@ def compare(body, measure, mesh, truth: Path, sheet: Path | None = None) -> dict
             p = audio[min(int(t), len(audio) - 1)]
             m = measure(shown(body, p, bundle.loop_index(int(t)), Quality.FULL))
             driven.append(m[0] if m else np.nan)
-        result["audio_FULL_r_gap"] = _r(real_gap, driven)
+        result["audio_full_r_gap"] = _r(real_gap, driven)
     if sheet is not None and cells:
         from tools.avatar.png import write_png
         write_png(sheet, np.concatenate(cells, axis=0))
@@ -138,14 +139,14 @@ def lines(result: dict) -> list[str]:
            f"held out of the build; rest from {result['rest_from']})", "",
            "| shown | mouth-box PSNR dB | SSIM | r(rendered gap, real gap) | rendered / real gap |",
            "|---|---|---|---|---|"]
-    for name in ("FULL", "COARSE", "template"):
+    for name in ("full", "coarse", "template"):
         r = result[name]
         extra = (f"{r['r_gap']:.3f} | {r['gap_ratio']:.2f}" if "r_gap" in r else "- | -")
-        label = name if name != "template" else "template (mouth left shut)"
+        label = name.upper() if name != "template" else "template (mouth left shut)"
         out.append(f"| {label} | {r['psnr']:.2f} | {r['ssim']:.3f} | {extra} |")
-    if "audio_FULL_r_gap" in result:
+    if "audio_full_r_gap" in result:
         out += ["", f"Driven by the audio model on the footage's own sound instead of measured "
-                f"parameters: r(rendered gap, real gap) {result['audio_FULL_r_gap']:.3f} (FULL)."]
+                f"parameters: r(rendered gap, real gap) {result['audio_full_r_gap']:.3f} (FULL)."]
     out += ["", "Goal: r(rendered gap, real gap) >= 0.9 with measured parameters. Sheet "
             "(EVAL_truth.png), per row: truth | FULL | COARSE | template.", "",
             "![truth](EVAL_truth.png)", ""]
