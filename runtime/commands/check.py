@@ -28,8 +28,13 @@ def _check_models(config, results: list) -> None:
         bundle = load_bundle(config.avatar.bundle)
         NcnnRenderer(bundle, config.models.threads)
         note = " (TEST FIXTURE)" if bundle.fixture else ""
+        width, height = bundle.frame_size
+        # What the loop holds in memory (tiles: tile_template.py) against whole frames.
+        held = bundle.frames.nbytes / 2 ** 20
+        whole = bundle.frame_count * width * height * 3 / 2 ** 20
+        memory = f"{held:.0f} MiB" + (f" as tiles ({whole:.0f} MiB whole)" if held < whole else "")
         results.append((OK, "avatar", f"{bundle.path}: {bundle.frame_count} frames "
-                        f"{bundle.frame_size[0]}x{bundle.frame_size[1]}{note}"))
+                        f"{width}x{height}, {bundle.loop} loop, {memory}{note}"))
     except ModelError as err:
         results.append((FAIL, "avatar", str(err)))
 
