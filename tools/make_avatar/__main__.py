@@ -17,7 +17,8 @@ from typing import Sequence
 
 from tools.avatar.dataset import DatasetError
 
-from .build import BuildReport, BuildSettings, choose_template, train_bundle, write_dataset
+from .build import (SPEECH_STEPS, BuildReport, BuildSettings, choose_template, train_bundle,
+                    write_dataset)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,7 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="bundle directory to write")
     p.add_argument("--work", type=Path, help="tracking, dataset and checkpoints "
                    "(default ~/.cache/edgemate/make_avatar/NAME)")
-    p.add_argument("--steps", type=int, default=BuildSettings.steps, help="training steps")
+    p.add_argument("--steps", type=int, help=f"training steps (default {BuildSettings.steps}, "
+                   f"with --speech-video {SPEECH_STEPS})")
     p.add_argument("--pairs", type=int, default=BuildSettings.pairs, help="training pairs")
     p.add_argument("--threads", type=int, default=BuildSettings.threads)
     p.add_argument("--debug", action="store_true", help="tracebacks on errors")
@@ -45,7 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     source = args.video or args.photo
     work = args.work or Path.home() / ".cache" / "edgemate" / "make_avatar" / args.out.name
-    settings = BuildSettings(source=source, out=args.out, work=work, steps=args.steps,
+    steps = args.steps or (SPEECH_STEPS if args.speech_video else BuildSettings.steps)
+    settings = BuildSettings(source=source, out=args.out, work=work, steps=steps,
                              pairs=args.pairs, threads=args.threads, speech_video=args.speech_video,
                              speech_share=args.speech_share)
     report = BuildReport(str(source))
