@@ -45,40 +45,42 @@ def grid_shape(size: tuple[int, int]) -> tuple[int, int, int]:
     return -(-height // TILE_H), width // tw, tw
 
 
-def frame_to_tiles(frame: np.ndarray, tw: int) -> np.ndarray:
-    """(H, W, 3) -> (rows * cols, TILE_H, tw, 3), the last row edge-padded below the frame."""
-    height, width = frame.shape[:2]
-    rows = -(-height // TILE_H)
-    if rows * TILE_H != height:
-        frame = np.pad(frame, ((0, rows * TILE_H - height), (0, 0), (0, 0)), mode="edge")
-    cols = width // tw
-    return frame.reshape(rows, TILE_H, cols, tw, 3).swapaxes(1, 2).reshape(rows * cols, TILE_H, tw, 3)
-
-
 class TileBuilder:
     """Frames in loop order in, tile versions out (to `emit`, in order) and the index map."""
 
     def __init__(self, size: tuple[int, int], tolerance: int,
                  emit: Callable[[np.ndarray], None]) -> None:
         self.size, self.tolerance, self._emit = size, int(tolerance), emit
-        self._tw = grid_shape(size)[2]
-        self._current: np.ndarray | None = None  # (P, TILE_H * tw * 3) int16: each tile's version
+        self._rows, self._cols, self._tw = grid_shape(size)
+        self._current: np.ndarray | None = None  # (rows * TILE_H, W, 3): each tile's version
         self._version: np.ndarray | None = None  # (P,) int32: its index in the store
         self.versions = 0
         self.rows: list[np.ndarray] = []
 
+    def _padded(self, frame: np.ndarray) -> np.ndarray:
+        missing = self._rows * TILE_H - frame.shape[0]
+        return np.pad(frame, ((0, missing), (0, 0), (0, 0)), mode="edge") if missing else frame
+
     def add(self, frame: np.ndarray) -> None:
-        tiles = frame_to_tiles(frame, self._tw)
-        flat = tiles.reshape(len(tiles), -1).astype(np.int16)
+        rows, cols, tw = self._rows, self._cols, self._tw
+        frame = self._padded(np.asarray(frame, np.uint8))
         if self._current is None:
-            new = np.arange(len(tiles))
-            self._current, self._version = flat, np.zeros(len(tiles), np.int32)
+            new = np.arange(rows * cols)
+            self._current, self._version = frame.copy(), np.zeros(rows * cols, np.int32)
         else:
-            new = np.flatnonzero(np.abs(flat - self._current).max(axis=1) > self.tolerance)
-            self._current[new] = flat[new]
+            # |frame - current| in uint8 without wrapping, then the largest per tile: first
+            # across a tile's rows (whole-row maxima, vectorised), then along its columns.
+            # About 1 ms a 720x1280 frame, a fifth of the int16 way: it is on the cold start.
+            diff = np.maximum(frame, self._current)
+            np.subtract(diff, np.minimum(frame, self._current), out=diff)
+            worst = diff.reshape(rows, TILE_H, cols * tw * 3).max(axis=1)
+            new = np.flatnonzero(worst.reshape(rows * cols, tw * 3).max(axis=1) > self.tolerance)
         if new.size:
+            r, c = new // cols, new % cols
+            tiles = frame.reshape(rows, TILE_H, cols, tw, 3)[r, :, c]  # (n, TILE_H, tw, 3), a copy
+            self._current.reshape(rows, TILE_H, cols, tw, 3)[r, :, c] = tiles
             self._version[new] = np.arange(self.versions, self.versions + new.size, dtype=np.int32)
-            self._emit(np.ascontiguousarray(tiles[new]))
+            self._emit(tiles)
             self.versions += int(new.size)
         self.rows.append(self._version.copy())
 
