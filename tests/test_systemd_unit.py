@@ -109,8 +109,8 @@ def test_install_twice_run_as_the_service_user_then_purge():
         assert "wrote /etc/edgemate/config.yaml (extends default)" in first
         assert "checked the config and models as edgemate" in first
         # The check ran as the service user and decoded the template loop where it will look.
-        cached = list(Path("/var/cache/edgemate/templates").glob("*.npy"))
-        assert len(cached) == 1 and cached[0].stat().st_size > 100e6
+        cached = list(Path("/var/cache/edgemate/templates").glob("*.tiles"))
+        assert len(cached) == 1 and cached[0].stat().st_size > 10e6  # 65 MB of tiles
         assert cached[0].stat().st_uid == int(subprocess.check_output(["id", "-u", "edgemate"]))
         dropin = Path("/etc/systemd/system/edgemate.service.d/10-allow-tcp.conf")
         again = install("--no-start", "--allow-tcp")  # idempotent: the config is kept
