@@ -57,19 +57,21 @@ def test_a_still_loop_keeps_little_and_noise_under_the_tolerance_costs_nothing()
     assert whole < moving.tiles.nbytes < 0.5 * 50 * whole
 
 
-def test_the_canvas_in_use_stays_valid_and_is_read_only():
+def test_the_frame_path_canvas_is_read_only_and_copies_never_disturb_it():
     rng = np.random.default_rng(5)
     frames = _loop(rng, 6, (64, 48), 0)
     tiles = tile_template_in_ram((64, 48), frames, 0)
-    a = tiles.frame(1)
-    b = tiles.frame(4)  # the other canvas: frame 1 is untouched
-    assert np.array_equal(a, frames[1]) and np.array_equal(b, frames[4])
-    assert tiles.frame(1) is not None and np.array_equal(a, frames[1])  # asked again: no repaint
+    shown = tiles.frame(1)
+    assert np.array_equal(shown, frames[1])
+    assert tiles.frame(1) is not None and np.array_equal(shown, frames[1])  # asked again: no repaint
     with pytest.raises(ValueError):
-        a[0, 0, 0] = 1
-    kept = tiles[2]
+        shown[0, 0, 0] = 1
+    kept = tiles[4]  # a tool reads another frame while frame 1 is on its way to the screen
+    assert np.array_equal(shown, frames[1]) and np.array_equal(kept, frames[4])
     kept[:] = 0  # a copy: nothing the template holds changes
-    assert np.array_equal(tiles[2], frames[2])
+    assert np.array_equal(tiles[4], frames[4]) and np.array_equal(np.asarray(tiles), frames)
+    assert np.array_equal(shown, frames[1])
+    assert np.array_equal(tiles.frame(2), frames[2])  # the next frame repaints the same canvas
     with pytest.raises(IndexError):
         tiles[6]
     with pytest.raises(TypeError):
@@ -86,7 +88,7 @@ def test_a_failed_paint_repaints_the_whole_canvas_next_time(monkeypatch):
     with pytest.raises(TypeError):
         tiles.frame(2)
     tiles.tiles = good
-    for k in (2, 3, 0):
+    for k in (2, 3, 0, 1):
         assert np.array_equal(tiles.frame(k), frames[k])
 
 

@@ -110,7 +110,7 @@ class AvatarBundle:
 
     def template_frame(self, index: int) -> np.ndarray:
         """Template frame `index` (H, W, 3), read-only, for the frame path: from tiles it is a
-        canvas updated in place (valid while at most one other frame is asked for)."""
+        canvas updated in place (valid until the frame path asks for another frame)."""
         frames = self.frames
         return frames.frame(index) if isinstance(frames, TileTemplate) else frames[index]
 

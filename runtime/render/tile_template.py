@@ -15,10 +15,12 @@ loop is exact. TOLERANCE = 1: the drawn character's loop carries one-level noise
 tile (dithered gradients); dropping it takes the loop from 211 MiB (exact) to 60 MiB, and an
 idle video from 104 to 86 MiB (measured on idle_man: docs/PERFORMANCE.md).
 
-Frames are made on demand: `frame(k)` updates one of two canvases in place, copying only the
-tiles whose version differs from what the canvas shows (a tenth of the frame from one loop
-frame to the next), and returns a read-only view. `tiles[k]` and `np.asarray(tiles)` give new
-arrays for code that keeps frames (tools, tests).
+Frames are made on demand: `frame(k)` updates the frame path's canvas in place, copying only
+the tiles whose version differs from what it shows (a tenth of the frame from one loop frame to
+the next: 0.13 ms here), and returns a read-only view of it, valid until `frame` is asked for
+another frame (the frame path prepares, shows and forgets one frame at a time). `tiles[k]` and
+`np.asarray(tiles)` paint a canvas of their own and return new arrays, for code that keeps
+frames (tools, tests); they never disturb the frame path's canvas.
 """
 from __future__ import annotations
 
@@ -106,8 +108,9 @@ class TileTemplate:
         self.size, self.index_map, self.tiles = size, index_map, tiles
         self.tolerance, self.source = int(tolerance), source  # source: the cache file, if any
         self._grid = (rows, cols, tw)
-        self._canvases = [self._Canvas(rows, cols, tw), self._Canvas(rows, cols, tw)]
-        self._lock = threading.Lock()  # the frame thread and a status reader may both ask
+        self._shown = self._Canvas(rows, cols, tw)  # the frame path's
+        self._copies = self._Canvas(rows, cols, tw)  # __getitem__'s, painted then copied
+        self._lock = threading.Lock()  # a tool thread may read frames beside the frame thread
 
     class _Canvas:
         def __init__(self, rows: int, cols: int, tw: int) -> None:
@@ -129,16 +132,14 @@ class TileTemplate:
         return len(self.index_map)
 
     def frame(self, number: int) -> np.ndarray:
-        """Frame `number` as a read-only (H, W, 3) view of a canvas: it stays valid while
-        at most one other frame is asked for (the frame path uses one frame at a time)."""
+        """Frame `number` as a read-only (H, W, 3) view of the frame path's canvas, valid
+        until `frame` is asked for another frame. Painted forward from the frame it showed:
+        one loop step copies a tenth of the tiles (two canvases taking turns copied twice
+        that, for a guarantee nothing on the frame path needs)."""
         with self._lock:
-            canvas = next((c for c in self._canvases if c.number == number), None)
-            if canvas is None:
-                canvas = self._canvases[-1]  # the least recently used
-                self._paint(canvas, int(number))
-            if canvas is not self._canvases[0]:
-                self._canvases.reverse()
-        view = canvas.pixels[: self.size[1]]
+            if self._shown.number != number:
+                self._paint(self._shown, int(number))
+        view = self._shown.pixels[: self.size[1]]
         view.flags.writeable = False
         return view
 
@@ -159,15 +160,19 @@ class TileTemplate:
             raise TypeError("a tile template is indexed by one frame number")
         if not -len(self) <= number < len(self):
             raise IndexError(f"frame {number} of a {len(self)}-frame template")
-        return np.array(self.frame(int(number) % len(self)))
+        with self._lock:
+            self._paint(self._copies, int(number) % len(self))
+            return np.array(self._copies.pixels[: self.size[1]])
 
     def __iter__(self):
         return (self[k] for k in range(len(self)))
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         out = np.empty(self.shape, np.uint8)
-        for k in range(len(self)):
-            out[k] = self.frame(k)
+        with self._lock:
+            for k in range(len(self)):
+                self._paint(self._copies, k)
+                out[k] = self._copies.pixels[: self.size[1]]
         return out if dtype is None else out.astype(dtype)
 
 
