@@ -36,7 +36,8 @@ import numpy as np
 from runtime.models.ncnn_model import ModelError, sha256_file
 from runtime.system.cores import allowed_cores
 from runtime.system.paths import cache_dir
-from .tile_template import TILE_H, TOLERANCE, TileBuilder, TileTemplate, grid_shape, tile_template_in_ram
+from .tile_template import (TILE_H, TOLERANCE, TileBuilder, TileTemplate, grid_shape,
+                            tile_template_in_ram, tile_width)
 
 log = logging.getLogger(__name__)
 
@@ -247,9 +248,9 @@ def write_cache(path: Path, paths: list[Path], size: tuple[int, int],
             for frame in iter_frames(paths, size):
                 builder.add(frame)
             handle.write(np.ascontiguousarray(builder.index_map(), np.int32).data)
-            rows, cols, tw = grid_shape(size)
             header = {"format": CACHE_FORMAT, "size": list(size), "count": len(paths),
-                      "tile": [TILE_H, tw], "tolerance": tolerance, "versions": builder.versions}
+                      "tile": [TILE_H, tile_width(size[0])], "tolerance": tolerance,
+                      "versions": builder.versions}
             text = MAGIC + json.dumps(header).encode()
             handle.seek(0)
             handle.write(text.ljust(HEADER_BYTES, b" "))
@@ -325,11 +326,10 @@ def load_image_frames(bundle_dir: Path, spec: str, count: int, size: tuple[int, 
         return decode_in_ram(paths, size, tolerance)
     tidy(root, keep=path)
     frames = open_cached(path, size, count, tolerance)
-    if frames is not None:
-        log.info("template frames: decoded %d frames into %s in %.1f s (%.0f MB as tiles, "
-                 "%.0f MB whole)", count, path, time.monotonic() - started, frames.nbytes / 1e6,
-                 count * size[0] * size[1] * 3 / 1e6)
     if frames is None:  # deleted or replaced by something unusable between rename and map
         log.warning("template cache: %s vanished after writing: decoding into RAM", path)
         return decode_in_ram(paths, size, tolerance)
+    log.info("template frames: decoded %d frames into %s in %.1f s (%.0f MB as tiles, "
+             "%.0f MB whole)", count, path, time.monotonic() - started, frames.nbytes / 1e6,
+             count * size[0] * size[1] * 3 / 1e6)
     return frames

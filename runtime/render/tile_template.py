@@ -109,6 +109,8 @@ class TileTemplate:
         self.tolerance, self.source = int(tolerance), source  # source: the cache file, if any
         self._grid = (rows, cols, tw)
         self._shown = self._Canvas(rows, cols, tw)  # the frame path's
+        self._shown_view = self._shown.pixels[: size[1]]  # what frame() hands out, read-only
+        self._shown_view.flags.writeable = False
         self._copies = self._Canvas(rows, cols, tw)  # __getitem__'s, painted then copied
         self._lock = threading.Lock()  # a tool thread may read frames beside the frame thread
 
@@ -139,9 +141,7 @@ class TileTemplate:
         with self._lock:
             if self._shown.number != number:
                 self._paint(self._shown, int(number))
-        view = self._shown.pixels[: self.size[1]]
-        view.flags.writeable = False
-        return view
+        return self._shown_view
 
     def _paint(self, canvas: "_Canvas", number: int) -> None:
         wanted = self.index_map[number]

@@ -29,17 +29,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
-EYES = (33, 263)
-GAP = (13, 14)
-CORNERS = (61, 291)
-UPPER = (0, 13)  # outer to inner upper lip, mid-line
-LOWER = (14, 17)
+from tools.make_avatar.mouth_model import (CORNERS_IN_OPEN, JAW_DROP, LIP_FULL_ROUND,
+                                           LIP_THIN_PRESS, LIP_THIN_WIDE, ROUND, UPPER_LIFT,
+                                           WIDEN)
+from .lips import (LEFT_CORNER, LEFT_EYE_OUTER, LOWER_INNER, RIGHT_CORNER, RIGHT_EYE_OUTER,
+                   UPPER_INNER)
 
-OPEN_GAP = 0.445  # inner-lip gap gained at open = 1, in mouth widths (mouth_model.py)
-OPEN_CORNER_IN = 0.05
-WIDE_SHIFT = 0.13
-ROUND_SHIFT = 0.20
-PRESS_THIN, WIDE_THIN, ROUND_FULL = 0.40, 0.25, 0.25
+EYES = (LEFT_EYE_OUTER, RIGHT_EYE_OUTER)
+GAP = (UPPER_INNER, LOWER_INNER)
+CORNERS = (LEFT_CORNER, RIGHT_CORNER)
+UPPER = (0, UPPER_INNER)  # outer to inner upper lip, mid-line
+LOWER = (LOWER_INNER, 17)
+
+# The mouth model's own geometry (mouth_model.py), so that measured and drawn parameters agree.
+OPEN_GAP = JAW_DROP * (1 + UPPER_LIFT)  # inner-lip gap gained at open = 1: 0.445 mouth widths
+OPEN_CORNER_IN = CORNERS_IN_OPEN
+WIDE_SHIFT = WIDEN
+ROUND_SHIFT = ROUND
+PRESS_THIN, WIDE_THIN, ROUND_FULL = LIP_THIN_PRESS, LIP_THIN_WIDE, LIP_FULL_ROUND
 
 
 def _dist(points: np.ndarray, pair: tuple[int, int]) -> np.ndarray:

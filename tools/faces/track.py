@@ -90,6 +90,12 @@ def frames_at_25fps(path: Path) -> Iterator[np.ndarray]:
         raise TrackError(f"{path}: the video has no frames opencv can decode")
 
 
+def mesh_points(landmarks, size: tuple[int, int]) -> np.ndarray:
+    """(478, 2) float32 pixel coordinates of one face's mesh (mediapipe gives 0..1)."""
+    width, height = size
+    return np.array([(p.x * width, p.y * height) for p in landmarks], np.float32)
+
+
 def track(path: Path, limits: FaceLimits = FaceLimits(), progress=None) -> tuple[Track, list[np.ndarray]]:
     """Track every frame; returns the track and the 25 fps RGB frames themselves."""
     import mediapipe as mp
@@ -110,8 +116,7 @@ def track(path: Path, limits: FaceLimits = FaceLimits(), progress=None) -> tuple
                 verdicts.append(FrameVerdict(False, "none" if not found else "several",
                                              f"{len(found)} faces found"))
             else:
-                points = np.array([(p.x * width, p.y * height) for p in found[0].landmark],
-                                  np.float32)
+                points = mesh_points(found[0].landmark, (width, height))
                 raw.append(points)
                 verdicts.append(check_frame(points, rgb, limits))
             if progress is not None:

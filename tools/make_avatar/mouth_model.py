@@ -38,6 +38,9 @@ ROUND = 0.20  # round: each corner inwards
 LIP_THIN_WIDE = 0.25  # wide: lips thinner (share of their thickness)
 LIP_THIN_PRESS = 0.40  # press: lips pressed thinner
 BITE_LIFT = 0.08  # bite: lower lip up under the upper teeth
+UPPER_LIFT = 0.06  # open: the upper inner lip rises this share of the drop
+CORNERS_IN_OPEN = 0.05  # open: each corner drawn in
+LIP_FULL_ROUND = 0.25  # round: lips fuller (share of their thickness)
 
 
 def _along(xs: np.ndarray, line: np.ndarray) -> np.ndarray:
@@ -99,19 +102,19 @@ class MouthModel:
                 dy += drop * reach
             elif index in CORNERS:
                 dy += 0.45 * drop
-                dx += np.sign(u) * W * (WIDEN * wide - ROUND * round_ - 0.05 * opened)
+                dx += np.sign(u) * W * (WIDEN * wide - ROUND * round_ - CORNERS_IN_OPEN * opened)
             else:
                 # the lower lip bows: its middle drops most, tapering to the corners
                 along = max(0.0, 1.0 - min(1.0, u * u)) ** 0.6
                 if index in lower:
                     dy += drop * along
                 elif index in upper_inner:
-                    dy -= 0.06 * drop * (1 - min(1.0, u * u))
+                    dy -= UPPER_LIFT * drop * (1 - min(1.0, u * u))
                 # wide stretches the lips along their line, round gathers them
                 dx += u * W * (WIDEN * wide - ROUND * round_) * 0.9
                 # thickness about the lip line: thinner when wide or pressed, fuller when round
                 off = p[1] - self.lip_line
-                dy -= off * (LIP_THIN_WIDE * wide + LIP_THIN_PRESS * press - 0.25 * round_)
+                dy -= off * (LIP_THIN_WIDE * wide + LIP_THIN_PRESS * press - LIP_FULL_ROUND * round_)
                 if round_ > 0 and index in lower:
                     dy += 0.05 * W * round_ * along  # an "o" opens a little
                 if round_ > 0 and index in upper_inner:

@@ -50,16 +50,16 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
 
 def template_source(bundle, mesh):
     """The bundle's template frames with their meshes, boxes and box size as the bundle has them."""
+    from tools.faces.track import mesh_points
     from .source import VideoMouthSource
 
-    frames = [np.asarray(bundle.frames[k]) for k in range(bundle.frame_count)]
+    frames = list(bundle.frames)  # new arrays, one per template frame
     points = []
     for frame in frames:
         found = mesh.process(np.ascontiguousarray(frame)).multi_face_landmarks
         if not found:
             raise ValueError(f"{bundle.path}: no face found in a template frame")
-        h, w = frame.shape[:2]
-        points.append([(p.x * w, p.y * h) for p in found[0].landmark])
+        points.append(mesh_points(found[0].landmark, (frame.shape[1], frame.shape[0])))
     return VideoMouthSource(frames, np.array(points), size=bundle.box_size, boxes=bundle.crop_boxes)
 
 
