@@ -8,7 +8,7 @@ TEST_VENV ?= .venv-test
 SYSTEM_PACKAGES = python3-venv ffmpeg portaudio19-dev
 # The audio-model tools tests synthesize a tiny corpus (tests/test_tools_audio.py).
 # systemd: systemd-analyze for the unit's tests; procps: /bin/kill of the unit's ExecReload.
-TEST_SYSTEM_PACKAGES = espeak-ng libespeak-ng1 festival festvox-kallpc16k systemd procps
+TEST_SYSTEM_PACKAGES = espeak-ng libespeak-ng1 festival festvox-kallpc16k flite systemd procps
 
 .PHONY: demo test system-packages test-system-packages clean
 

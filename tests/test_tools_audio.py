@@ -12,7 +12,7 @@ import pytest
 
 from runtime import SAMPLE_RATE
 from tools.audio_model.augment import add_noise, change_speed, pad_silence, set_peak
-from tools.audio_model.visemes import Segment, frame_targets, parse_symbol
+from tools.audio_model.visemes import BLEND_SIGMA_S, LEAD_S, Segment, frame_targets, parse_symbol
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("pnnx")
@@ -74,8 +74,11 @@ def test_targets_close_in_silence_blend_smoothly_and_lead_the_sound():
             Segment(0.78, 1.0, "ɑː"), Segment(1.0, 2.0, "")]
     targets = frame_targets(segs, "espeak-en", 2.0)
     assert targets.shape == (50, 6)
-    assert np.all(targets[:9] == 0) and np.all(targets[-15:] == 0)  # silence = closed
-    assert targets[:, 0].max() > 0.6 and targets[18:20, 3].max() > 0.5  # open vowel, /p/ presses
+    # Silence = closed, until the lead and the blending of the first sound (at 0.5 s) reach it.
+    closed_until = int((0.5 - LEAD_S - 3 * BLEND_SIGMA_S) / 0.04)
+    assert closed_until >= 7 and np.all(targets[:closed_until] == 0) and np.all(targets[-15:] == 0)
+    press = slice(int((0.70 - LEAD_S) / 0.04), int(np.ceil((0.78 - LEAD_S) / 0.04)))  # the /p/, led
+    assert targets[:, 0].max() > 0.6 and targets[press, 3].max() > 0.5  # open vowel, /p/ presses
     assert np.abs(np.diff(targets, axis=0)).max() < 0.6  # no square steps
     assert targets[12, 0] > 0.05  # frame 12 ends at 0.52 s: the jaw is already opening
 
@@ -132,3 +135,37 @@ def test_festival_voice_gives_segment_timings(tmp_path):
     phones = [s[2] for s in meta["segments"]]
     assert phones[0] == "pau" and "l" in phones and "w" in phones
     assert meta["duration_s"] > 0.5 and meta["segments"][-1][1] <= meta["duration_s"] + 0.05
+
+
+@pytest.mark.skipif(not ctypes.util.find_library("flite"), reason="flite not installed")
+def test_flite_voice_gives_segment_timings_that_match_its_sound(tmp_path):
+    utt = Utterance("train-100000", "train", "flite", "festival-en", "slt",
+                    "Good morning, the museum opens at nine.", stretch=1.1)
+    assert synthesize(tmp_path, [utt], workers=1, progress=False) == 1
+    meta = load_corpus(tmp_path)[0]
+    audio, segments = load_utterance(tmp_path, meta)
+    phones = [s[2] for s in segments]
+    assert phones[0] == "pau" and "m" in phones and "z" in phones
+    assert all(parse_symbol(p, "festival-en") for p in phones)
+    # Where flite says a phone is, there is sound; where it says pause, there is (near) none.
+    def rms(s):
+        part = audio[int(s[0] * SAMPLE_RATE):int(s[1] * SAMPLE_RATE)]
+        return float(np.sqrt(np.mean(part ** 2))) if len(part) else 0.0
+    vowels = [rms(s) for s in segments if s[2] in ("uh", "ao", "ax", "ih", "iy", "ow", "ay", "eh")]
+    pauses = [rms(s) for s in segments if s[2] == "pau"]
+    assert min(vowels) > 10 * max(pauses)
+    assert segments[-1][1] <= meta["duration_s"] + 1e-3
+
+
+def test_natural_voices_are_a_separate_part_of_the_plan():
+    from tools.audio_model.synth_corpus import NATURAL_VOICES, plan
+    first = plan(0, 40, 10)
+    both = plan(0, 40, 10, 30, 8)
+    assert both[:50] == first  # adding natural voices changes nothing already planned
+    natural = both[50:]
+    assert len(natural) == 38 and len({u.id for u in both}) == len(both)
+    train_voices = {(u.engine, u.voice) for u in natural if u.split == "train"}
+    test_voices = {(u.engine, u.voice) for u in natural if u.split == "test"}
+    assert train_voices <= set(NATURAL_VOICES["train"]) and test_voices <= set(NATURAL_VOICES["test"])
+    assert not train_voices & test_voices
+    assert all(int(u.id.split("-")[1]) >= 100000 for u in natural)  # variant seeds stay distinct

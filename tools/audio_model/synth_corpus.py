@@ -2,16 +2,23 @@
 
     python -m tools.audio_model.synth_corpus --out /work/cache/corpus [--seed 0] [--train 3600 --test 300]
 
-Two engines:
+Three engines:
 - espeak-ng through its C library (ctypes; `libespeak-ng.so.1`), initialised with phoneme
   events in IPA: every phoneme arrives with its sample position in the audio, so its timing
   is exact. English (several accents) and Mandarin (pinyin with tone numbers), many voice
   variants, speaking rates, pitches and pitch ranges.
 - festival (`festival -b` on a generated script), which saves segment end times per
-  utterance: the HTS voice cmu_us_slt_arctic_hts and the diphone voice kal_diphone.
+  utterance: the HTS voice cmu_us_slt_arctic_hts and the diphone voices kal_diphone, ked_diphone.
+- flite through its C library (tools.audio_model.flite_voices): voices built from recordings
+  of real people (slt, rms, awb, kal16), with the segment timing flite computed.
+
+The espeak-ng voices are formant synthesis: a model that only heard them followed real speech
+no better than its loudness (issue 14). A second part of the plan, the *natural* voices (flite
+and festival's diphone voices, `NATURAL_VOICES`), is drawn from a random stream of its own, so
+adding it left every utterance of the first part (and every file already made) unchanged.
 
 The split is by voice: a voice is (engine, accent, variant); test voices (`TEST_VARIANTS`,
-festival `kal_diphone`) are never heard in training. Test utterances also use sentences never
+festival `kal_diphone`, flite `rms`) are never heard in training. Test utterances also use sentences never
 said in training (every fifth line of the sentence files). The plan of utterances is a pure
 function of the seed, and each utterance is a pure function of its plan entry (espeak-ng keeps
 state between utterances, so each one is synthesized in a freshly forked process); an
@@ -57,6 +64,13 @@ FESTIVAL_VOICES = {"train": ("cmu_us_slt_arctic_hts",), "test": ("kal_diphone",)
 #: Share of utterances per source in each split.
 SOURCE_SHARES = (("espeak-en", 0.55), ("espeak-cmn", 0.3), ("festival-en", 0.15))
 FESTIVAL_BATCH = 25
+#: The natural-voice part of the plan: (engine, voice) per split. rms (flite) and kal_diphone
+#: (festival, also a test voice of the first part) are never heard in training.
+NATURAL_VOICES = {"train": (("flite", "slt"), ("flite", "awb"), ("flite", "kal16"),
+                            ("festival", "ked_diphone")),
+                  "test": (("flite", "rms"),)}
+#: Natural utterances are numbered from here (ids stay `split-NUMBER`, apart from the first part).
+NATURAL_ID_BASE = 100000
 
 # espeak-ng API constants (speak_lib.h).
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
@@ -72,14 +86,14 @@ class Utterance:
 
     id: str
     split: str
-    engine: str  # espeak | festival
+    engine: str  # espeak | festival | flite
     table: str  # which phoneme table of tools.audio_model.visemes reads its segments
     voice: str
     text: str
     rate_wpm: int = 175  # espeak only
     pitch: int = 50  # espeak only (0-100)
     pitch_range: int = 50  # espeak only (0-100)
-    stretch: float = 1.0  # festival Duration_Stretch
+    stretch: float = 1.0  # festival Duration_Stretch, flite duration_stretch
 
 
 def read_sentences(name: str) -> list[str]:
@@ -92,8 +106,28 @@ def sentence_split(sentences: Sequence[str], split: str) -> list[str]:
     return [s for n, s in enumerate(sentences) if (n % 5 == 4) == (split == "test")]
 
 
-def plan(seed: int, train: int, test: int) -> list[Utterance]:
-    """The whole corpus as a deterministic function of the seed."""
+def plan(seed: int, train: int, test: int, natural_train: int = 0,
+         natural_test: int = 0) -> list[Utterance]:
+    """The whole corpus as a deterministic function of the seed: the espeak-ng / festival part,
+    then the natural-voice part (its own random stream)."""
+    return _first_plan(seed, train, test) + natural_plan(seed, natural_train, natural_test)
+
+
+def natural_plan(seed: int, train: int, test: int) -> list[Utterance]:
+    """English from voices built on recordings of people, at speaking rates 0.8-1.3x."""
+    rng = random.Random(f"{seed}-natural")
+    pool = {split: sentence_split(read_sentences("sentences_en.txt"), split) for split in ("train", "test")}
+    utterances = []
+    for split, count in (("train", train), ("test", test)):
+        for n in range(count):
+            engine, voice = rng.choice(NATURAL_VOICES[split])
+            text = " ".join(rng.sample(pool[split], rng.choice((1, 1, 2))))
+            utterances.append(Utterance(f"{split}-{NATURAL_ID_BASE + n}", split, engine, "festival-en",
+                                        voice, text, stretch=round(rng.uniform(0.8, 1.3), 3)))
+    return utterances
+
+
+def _first_plan(seed: int, train: int, test: int) -> list[Utterance]:
     rng = random.Random(seed)
     texts = {"en": read_sentences("sentences_en.txt"), "cmn": read_sentences("sentences_cmn.txt")}
     utterances = []
@@ -281,11 +315,21 @@ def _synth_festival(job: tuple[Path, list[Utterance]]) -> int:
             raise SystemExit(f"festival failed (exit {done.returncode}) for voice(s) "
                              f"{', '.join(map(str, voices))}: {detail[-1] if detail else 'no output'}; "
                              f"is the voice installed? (Debian: apt-get install festvox-us-slt-hts "
-                             f"festvox-kallpc16k)")
+                             f"festvox-kallpc16k festvox-kdlpc16k)")
         for utt in utts:
             samples, rate = read_wav(work / f"{utt.id}.wav")
             audio = to_16k(samples[:, 0], rate)
             _save(out, utt, audio, read_festival_segs(work / f"{utt.id}.segs"))
+    return len(utts)
+
+
+def _synth_flite(job: tuple[Path, list[Utterance]]) -> int:
+    from .flite_voices import synth
+
+    out, utts = job
+    for utt in utts:
+        samples, rate, segments = synth(utt.voice, utt.text, utt.stretch)
+        _save(out, utt, to_16k(samples, rate), segments)
     return len(utts)
 
 
@@ -327,6 +371,8 @@ def synthesize(out: Path, utterances: Sequence[Utterance], workers: int = 2,
     espeak = [(out, u) for u in todo if u.engine == "espeak"]
     festival = [u for u in todo if u.engine == "festival"]
     batches = [(out, festival[i:i + FESTIVAL_BATCH]) for i in range(0, len(festival), FESTIVAL_BATCH)]
+    flite = [u for u in todo if u.engine == "flite"]
+    flite_batches = [(out, flite[i:i + FESTIVAL_BATCH]) for i in range(0, len(flite), FESTIVAL_BATCH)]
     log.info("%d of %d utterances to synthesize", len(todo), len(utterances))
     done = 0
     with tqdm(total=len(todo), disable=not progress, desc="synth") as bar:
@@ -334,6 +380,10 @@ def synthesize(out: Path, utterances: Sequence[Utterance], workers: int = 2,
         # beyond the parallelism; espeak-ng needs a clean process per utterance.
         with worker_pool(workers) as pool:
             for count in pool.imap_unordered(_synth_festival, batches):
+                done += count
+                bar.update(count)
+            # flite keeps no state between utterances that changes them: batches per worker.
+            for count in pool.imap_unordered(_synth_flite, flite_batches):
                 done += count
                 bar.update(count)
         if espeak:
@@ -360,10 +410,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train", type=int, default=3600, help="training utterances")
     parser.add_argument("--test", type=int, default=300, help="held-out-voice utterances")
+    parser.add_argument("--natural-train", type=int, default=0, help="natural-voice training utterances")
+    parser.add_argument("--natural-test", type=int, default=0, help="natural-voice held-out utterances")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    made = synthesize(args.out, plan(args.seed, args.train, args.test), args.workers)
+    made = synthesize(args.out, plan(args.seed, args.train, args.test, args.natural_train,
+                                     args.natural_test), args.workers)
     log.info("synthesized %d utterances into %s", made, args.out)
     return 0
 
