@@ -169,3 +169,18 @@ def test_natural_voices_are_a_separate_part_of_the_plan():
     assert train_voices <= set(NATURAL_VOICES["train"]) and test_voices <= set(NATURAL_VOICES["test"])
     assert not train_voices & test_voices
     assert all(int(u.id.split("-")[1]) >= 100000 for u in natural)  # variant seeds stay distinct
+
+
+def test_vocal_tract_warp_moves_formants_and_keeps_identity():
+    from tools.audio_model.augment import warp_fbank
+    from tools.audio_model.dataset import fbank
+    t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
+    def peak_band(hz, alpha=1.0):
+        feats = fbank((0.3 * np.sin(2 * np.pi * hz * t)).astype(np.float32))
+        return int(warp_fbank(feats, alpha).mean(axis=0).argmax()) if alpha != 1.0 else int(
+            feats.mean(axis=0).argmax())
+    feats = fbank((0.3 * np.sin(2 * np.pi * 700 * t)).astype(np.float32))
+    assert np.allclose(warp_fbank(feats, 1.0), feats, atol=1e-5)
+    # A 1000 Hz tone warped by 1.2 looks like a 1200 Hz tone (within a band), and back down.
+    assert abs(peak_band(1000, 1.2) - peak_band(1200)) <= 1
+    assert abs(peak_band(1200, 1 / 1.2) - peak_band(1000)) <= 1

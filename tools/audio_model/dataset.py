@@ -19,7 +19,7 @@ from runtime import SAMPLE_RATE, SAMPLES_PER_FRAME
 from runtime.audio.wav import read_wav
 from runtime.speech.features import FbankSettings, StreamingFbank
 
-from .augment import AugmentSettings, random_chain
+from .augment import AugmentSettings, random_chain, warp_fbank
 from .synth_corpus import worker_pool
 from .visemes import Segment, frame_targets, speech_mask, targets_recipe
 
@@ -66,7 +66,10 @@ def _variants(job: tuple[Path, dict, int, int, AugmentSettings]) -> list[Example
         rng = np.random.default_rng([seed, int(meta["id"].split("-")[1]), v])
         aug_audio, aug_segments = random_chain(audio, segments, rng, augment, light=(v == 0))
         ex = make_example(aug_audio, aug_segments, meta["table"])
-        out.append(Example(ex.features.astype(np.float16), ex.targets, ex.speech))
+        features = ex.features
+        if v > 0 and augment.vtlp_p > 0 and rng.random() < augment.vtlp_p:
+            features = warp_fbank(features, float(rng.uniform(*augment.vtlp_range)))
+        out.append(Example(features.astype(np.float16), ex.targets, ex.speech))
     return out
 
 

@@ -51,12 +51,28 @@ def real_lip_section(model, external: Path, lips_dir: Path, out_dir: Path, run_m
         png = out_dir / f"EVAL_lips_{letter}.png"
         _plot(res["series"], png, f"talking clip {letter}")
         doc["clips"].append({"clip": letter, **{k: res[k] for k in
-                             ("speech_frames", "r", "energy_baseline", "open_share")},
+                             ("speech_frames", "r", "energy_baseline", "open_share", "quantiles",
+                              "closures", "pauses")},
                              "png": png.name})
     pool = pooled(results)
     lines.append(f"| pooled | {sum(res['speech_frames'] for res in results)} | "
                  f"{pool['model']['lag0']} / {pool['model']['best']} ({pool['model']['best_lag']:+d}) | "
                  f"{pool['energy']['best']} ({pool['energy']['best_lag']:+d}) | | | |")
+    lines += ["", "How far each mouth opens in speech (quantiles; the real gap scaled as above), "
+              "closures inside speech (the real lips below 0.2 of their range between wider speech "
+              "frames; the model counts when its open falls below 0.15 within 2 frames, at its best "
+              "lag) and pauses (frames outside speech):", "",
+              "| clip | real open q10/25/50/75/90 | model open q10/25/50/75/90 | closures real / "
+              "model closes | pause frames | mean open in pauses real / model | model closed in pauses |",
+              "|---|---|---|---|---|---|---|"]
+    for letter, res in zip(letters, results):
+        q, c, pz = res["quantiles"], res["closures"], res["pauses"]
+        fmt = "/".join
+        lines.append(f"| {letter} | {fmt(f'{v:.2f}' for v in q['real'])} | "
+                     f"{fmt(f'{v:.2f}' for v in q['model'])} | {c['real']} / {c['model_closed']} | "
+                     f"{pz['frames']} | "
+                     + (f"{pz['real_mean']:.2f} / {pz['model_mean']:.2f} | {pz['model_closed']:.0%} |"
+                        if pz["frames"] else "- | - |"))
     share_real = float(np.mean([res["open_share"]["real"] for res in results]))
     share_model = float(np.mean([res["open_share"]["model"] for res in results]))
     ok_r = pool["model"]["best"] >= 0.6 and abs(pool["model"]["best_lag"]) <= 2

@@ -8,7 +8,11 @@ Per clip, over its speech frames (frame energy within 30 dB of the loud frames):
 - the bar any model must clear: the log energy of each 40 ms frame, smoothed over 3 frames,
   correlated with the lip gap the same way;
 - how far the mouth opens: the share of speech frames with open >= 0.5 for the model and
-  for the real lips (gap scaled to its own 2nd..98th percentile range).
+  for the real lips (gap scaled to its own 2nd..98th percentile range), and the quartiles;
+- closures inside speech: runs of speech frames where the real lips (scaled) fall below
+  CLOSURE_REAL between speech frames that are open wider, and how many of them the model
+  closes too (open below CLOSURE_MODEL within +-2 frames of the run, at its best lag);
+- pauses (frames outside speech): how far each mouth is open there.
 Pooled figures concatenate the clips' speech frames, each series z-scored per clip.
 """
 from __future__ import annotations
@@ -25,6 +29,8 @@ from runtime.speech.audio_model import AudioModel
 from .evaluate import energy_speech, frame_db
 
 MAX_LAG = 3
+CLOSURE_REAL, CLOSURE_MODEL, CLOSURE_SLACK = 0.2, 0.15, 2
+QUANTILES = (10, 25, 50, 75, 90)
 
 
 def clip_audio(video: Path) -> np.ndarray:
@@ -91,9 +97,39 @@ def evaluate_clip(model: AudioModel, video: Path, lips_json: Path, run_model) ->
     real_open = _scaled(real["open"], speech)
     result["open_share"] = {"real": round(float((real_open[speech] >= 0.5).mean()), 3),
                             "model": round(float((params[:frames][speech, 0] >= 0.5).mean()), 3)}
-    result["series"] = {"model_open": params[:frames, 0], "real_open": real_open,
+    model_open = params[:frames, 0]
+    result["quantiles"] = {"q": list(QUANTILES),
+                           "real": [round(float(v), 3) for v in np.percentile(real_open[speech], QUANTILES)],
+                           "model": [round(float(v), 3) for v in np.percentile(model_open[speech], QUANTILES)]}
+    result["closures"] = closures_in_speech(model_open, real_open, speech, result["r"]["open"]["best_lag"])
+    pause = ~speech & found
+    result["pauses"] = {"frames": int(pause.sum()),
+                        "real_mean": round(float(real_open[pause].mean()), 3) if pause.any() else None,
+                        "model_mean": round(float(model_open[pause].mean()), 3) if pause.any() else None,
+                        "model_closed": round(float((model_open[pause] < 0.05).mean()), 3) if pause.any() else None}
+    result["series"] = {"model_open": model_open, "real_open": real_open,
                         "speech": speech, "audio": audio}
     return result
+
+
+def closures_in_speech(model_open: np.ndarray, real_open: np.ndarray, speech: np.ndarray,
+                       lag: int) -> dict:
+    """Real lip closures inside speech (a run below CLOSURE_REAL with wider-open speech frames
+    on both sides) and the share the model closes too, looking `lag` frames later."""
+    low = speech & (real_open < CLOSURE_REAL)
+    runs, start = [], None
+    for k in range(len(low) + 1):
+        if k < len(low) and low[k]:
+            start = k if start is None else start
+        elif start is not None:
+            if start > 0 and k < len(low) and speech[start - 1] and speech[k]:
+                runs.append((start, k))
+            start = None
+    closed = 0
+    for a, b in runs:
+        lo, hi = max(0, a + lag - CLOSURE_SLACK), min(len(model_open), b + lag + CLOSURE_SLACK)
+        closed += bool(hi > lo and model_open[lo:hi].min() < CLOSURE_MODEL)
+    return {"real": len(runs), "model_closed": closed}
 
 
 def pooled(results: list[dict], model_lags: dict[str, int] | None = None) -> dict:
