@@ -184,3 +184,13 @@ def test_vocal_tract_warp_moves_formants_and_keeps_identity():
     # A 1000 Hz tone warped by 1.2 looks like a 1200 Hz tone (within a band), and back down.
     assert abs(peak_band(1000, 1.2) - peak_band(1200)) <= 1
     assert abs(peak_band(1200, 1 / 1.2) - peak_band(1000)) <= 1
+
+
+def test_noise_kinds_are_named_by_the_recipe_and_checked():
+    from tools.audio_model.augment import NOISE_KINDS, AugmentSettings, make_noise
+    assert set(AugmentSettings().noise_kinds) <= set(NOISE_KINDS)
+    with pytest.raises(ValueError, match="allowed are"):
+        make_noise("typewriter", 1600, np.random.default_rng(0))
+    keys = make_noise("keys", SAMPLE_RATE * 2, np.random.default_rng(0))
+    frames = np.sqrt(np.mean(keys[: len(keys) // 160 * 160].reshape(-1, 160) ** 2, axis=1))
+    assert frames.max() > 20 * np.median(frames)  # ticks, not a steady hiss
