@@ -31,7 +31,7 @@ from runtime.commands.mouth import analyze_samples
 from runtime.speech.audio_model import MOUTH_PARAMS, AudioModel
 
 from .augment import add_noise, change_speed, pad_silence, telephone
-from .synth_corpus import NATURAL_ID_BASE, load_corpus
+from .synth_corpus import is_natural, load_corpus
 from .visemes import LEAD_S, Segment, frame_targets, speech_mask
 
 log = logging.getLogger(__name__)
@@ -89,8 +89,9 @@ def evaluate_set(model: AudioModel, corpus: Path, metas: Sequence[dict], name: s
         speech = speech_mask(segs, meta["table"], len(pred))
         preds.append(pred)
         targets.append(target)
-        engine = "flite-en" if meta["engine"] == "flite" else meta["table"]
-        sources.append(np.full(len(pred), engine + ":" + meta["voice"].split("+")[-1]))
+        # engine-language:voice (espeak-en:f2, festival-en:kal_diphone, flite-en:rms)
+        tag = f"{meta['engine']}-{meta['table'].split('-')[1]}:{meta['voice'].split('+')[-1]}"
+        sources.append(np.full(len(pred), tag))
         settled = settled_silence(speech)
         closed.append(pred[settled, 0] < CLOSED)
         # The same without the frame just before speech resumes, where the targets (and real
@@ -296,8 +297,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     tests = load_corpus(args.corpus, "test")
     # The first part's voices (the figures every earlier model was measured on) and, apart,
     # the natural voices never heard in training (flite rms).
-    metas = [m for m in tests if int(m["id"].split("-")[1]) < NATURAL_ID_BASE][: args.limit]
-    natural = [m for m in tests if int(m["id"].split("-")[1]) >= NATURAL_ID_BASE][: args.limit]
+    metas = [m for m in tests if not is_natural(m)][: args.limit]
+    natural = [m for m in tests if is_natural(m)][: args.limit]
     result = {"model": args.audio_model.name, "bin_sha256": model.sidecar.bin_sha256,
               "test_voices": sidecar["recipe"]["test_voices"], "goals": GOALS, "held_out": {},
               "network": sidecar["network"], "lookahead_ms": sidecar["audio"]["lookahead_ms"],

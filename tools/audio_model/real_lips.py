@@ -103,10 +103,12 @@ def evaluate_clip(model: AudioModel, video: Path, lips_json: Path, run_model) ->
                            "model": [round(float(v), 3) for v in np.percentile(model_open[speech], QUANTILES)]}
     result["closures"] = closures_in_speech(model_open, real_open, speech, result["r"]["open"]["best_lag"])
     pause = ~speech & found
-    result["pauses"] = {"frames": int(pause.sum()),
-                        "real_mean": round(float(real_open[pause].mean()), 3) if pause.any() else None,
-                        "model_mean": round(float(model_open[pause].mean()), 3) if pause.any() else None,
-                        "model_closed": round(float((model_open[pause] < 0.05).mean()), 3) if pause.any() else None}
+    result["pauses"] = {"frames": int(pause.sum()), "real_mean": None, "model_mean": None,
+                        "model_closed": None}
+    if pause.any():
+        result["pauses"].update(real_mean=round(float(real_open[pause].mean()), 3),
+                                model_mean=round(float(model_open[pause].mean()), 3),
+                                model_closed=round(float((model_open[pause] < 0.05).mean()), 3))
     result["series"] = {"model_open": model_open, "real_open": real_open,
                         "speech": speech, "audio": audio}
     return result

@@ -74,6 +74,11 @@ NATURAL_VOICES = {"train": (("flite", "slt"), ("flite", "awb"), ("flite", "kal16
 #: Natural utterances are numbered from here (ids stay `split-NUMBER`, apart from the first part).
 NATURAL_ID_BASE = 100000
 
+
+def is_natural(meta: dict) -> bool:
+    """True for an utterance (metadata) of the natural-voice part of the plan."""
+    return int(meta["id"].split("-")[1]) >= NATURAL_ID_BASE
+
 @dataclass(frozen=True)
 class Utterance:
     """One planned utterance; everything needed to synthesize it again."""
@@ -264,6 +269,18 @@ def _synth_flite(job: tuple[Path, list[Utterance]]) -> int:
     return len(utts)
 
 
+_BATCH_ENGINES = {"festival": _synth_festival, "flite": _synth_flite}
+
+
+def _batches(utts: list[Utterance]) -> list[list[Utterance]]:
+    return [utts[i:i + FESTIVAL_BATCH] for i in range(0, len(utts), FESTIVAL_BATCH)]
+
+
+def _run_batch(item: tuple[str, tuple[Path, list[Utterance]]]) -> int:
+    engine, job = item
+    return _BATCH_ENGINES[engine](job)
+
+
 class _SerialPool:
     """Pool stand-in that runs in this process (workers=1: no fork, easy to debug)."""
 
@@ -300,21 +317,16 @@ def synthesize(out: Path, utterances: Sequence[Utterance], workers: int = 2,
     (out / "meta").mkdir(parents=True, exist_ok=True)
     todo = [u for u in utterances if not (out / "meta" / f"{u.id}.json").exists()]
     espeak = [(out, u) for u in todo if u.engine == "espeak"]
-    festival = [u for u in todo if u.engine == "festival"]
-    batches = [(out, festival[i:i + FESTIVAL_BATCH]) for i in range(0, len(festival), FESTIVAL_BATCH)]
-    flite = [u for u in todo if u.engine == "flite"]
-    flite_batches = [(out, flite[i:i + FESTIVAL_BATCH]) for i in range(0, len(flite), FESTIVAL_BATCH)]
+    batched = [(engine, (out, batch)) for engine in _BATCH_ENGINES
+               for batch in _batches([u for u in todo if u.engine == engine])]
     log.info("%d of %d utterances to synthesize", len(todo), len(utterances))
     done = 0
     with tqdm(total=len(todo), disable=not progress, desc="synth") as bar:
         # festival runs as its own process per batch (and is deterministic): no pool needed
         # beyond the parallelism; espeak-ng needs a clean process per utterance.
         with worker_pool(workers) as pool:
-            for count in pool.imap_unordered(_synth_festival, batches):
-                done += count
-                bar.update(count)
-            # flite keeps no state between utterances that changes them: batches per worker.
-            for count in pool.imap_unordered(_synth_flite, flite_batches):
+            # flite keeps no state between utterances that changes them: batches per worker too.
+            for count in pool.imap_unordered(_run_batch, batched):
                 done += count
                 bar.update(count)
         if espeak:

@@ -53,7 +53,7 @@ def template_source(bundle, mesh):
     from tools.faces.track import mesh_points
     from .source import VideoMouthSource
 
-    frames = list(bundle.frames)  # new arrays, one per template frame
+    frames = list(bundle.frames)  # one array per template frame (tiles: new arrays)
     points = []
     for frame in frames:
         found = mesh.process(np.ascontiguousarray(frame)).multi_face_landmarks
