@@ -59,8 +59,9 @@ def _ramp(frames: int, channels: int = 1, seed: int = 0) -> np.ndarray:
     return rng.uniform(-0.9, 0.9, (frames, channels)).astype(np.float32)
 
 
-def _collect(source: StreamSource, idle_reads: int = 5, timeout_s: float = 0.05) -> list:
-    """Chunks until `idle_reads` reads in a row came back SILENT."""
+def _collect(source: StreamSource, idle_reads: int = 20, timeout_s: float = 0.05) -> list:
+    """Chunks until `idle_reads` reads in a row came back SILENT (a second: a busy box can
+    start a client's thread late)."""
     chunks, idle = [], 0
     deadline = time.monotonic() + 10
     while idle < idle_reads and time.monotonic() < deadline:
@@ -125,6 +126,70 @@ def test_clients_queue_and_play_in_order(make_source, socket_path):
     heard = _by_utterance(_collect(source))
     assert [len(heard[key][1]) for key in sorted(heard)] == [1600, 800]
     assert heard[1][1][0, 0] == -0.5 and heard[2][1][0, 0] == 0.25
+
+
+def test_connection_order_holds_when_the_first_clients_thread_is_late(make_source, socket_path,
+                                                                      monkeypatch):
+    """Turns follow the order clients were accepted, not the order their threads run."""
+    import runtime.system.peer_access as peer_access
+    allowed, calls, second_checked = peer_access.peer_allowed, [], threading.Event()
+
+    def first_one_late(connection):
+        calls.append(None)
+        if len(calls) == 1:  # the second client's thread gets ahead of the first's
+            second_checked.wait(5)
+        else:
+            second_checked.set()
+        return allowed(connection)
+
+    monkeypatch.setattr(peer_access, "peer_allowed", first_one_late)
+    source = make_source()
+    first = _connect(socket_path)
+    deadline = time.monotonic() + 5
+    while not calls and time.monotonic() < deadline:
+        time.sleep(0.01)  # accepted: its ticket is taken before the second connects
+    second = _connect(socket_path)
+    second.sendall(encode_pcm(np.full(800, 0.25, np.float32), "s16le"))
+    second.close()
+    first.sendall(encode_pcm(np.full(1600, -0.5, np.float32), "s16le"))
+    first.close()
+    heard = _by_utterance(_collect(source))
+    assert [heard[key][1][0, 0] for key in sorted(heard)] == [-0.5, 0.25]
+
+
+def test_arrival_turns_go_by_ticket_whatever_order_they_are_released_in():
+    from runtime.audio.turns import ArrivalTurns
+    turns = ArrivalTurns()
+    tickets = [turns.take() for _ in range(4)]
+    assert turns.wait(tickets[0], 0) and not turns.wait(tickets[1], 0)
+    turns.release(tickets[2])  # given back early (a refused client): no turn skipped
+    assert not turns.wait(tickets[1], 0) and not turns.wait(tickets[3], 0)
+    turns.release(tickets[0])
+    assert turns.wait(tickets[1], 0)
+    turns.release(tickets[1])
+    turns.release(tickets[1])  # twice: nothing more happens
+    assert turns.wait(tickets[3], 0) and not turns.wait(turns.take(), 0)
+
+
+def test_refused_client_gives_its_turn_to_the_next(make_source, socket_path, monkeypatch):
+    import runtime.system.peer_access as peer_access
+    allowed, calls = peer_access.peer_allowed, []
+
+    def refuse_first(connection):
+        calls.append(None)
+        return (False, "pid 1 uid 12345") if len(calls) == 1 else allowed(connection)
+
+    monkeypatch.setattr(peer_access, "peer_allowed", refuse_first)
+    source = make_source()
+    refused = _connect(socket_path)
+    deadline = time.monotonic() + 5
+    while not calls and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with _connect(socket_path) as client:
+        client.sendall(encode_pcm(np.full(800, 0.25, np.float32), "s16le"))
+    refused.close()
+    heard = _by_utterance(_collect(source))
+    assert [len(samples) for _, samples in heard.values()] == [800]
 
 
 def test_back_pressure_blocks_the_client_and_drops_nothing(make_source, socket_path):

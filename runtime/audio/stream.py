@@ -29,7 +29,8 @@ from .chunk import AudioChunk
 from .pcm import RAW_FORMATS, RawPcmDecoder, check_format
 from .source import SILENT, AudioSource, AudioSourceError
 from .speech_buffer import SpeechBuffer, Utterance
-from .wav import MAX_RATE, MIN_RATE, WavError, read_wav_header
+from .turns import ArrivalTurns
+from .wav import MAX_RATE, MIN_RATE, PrefixedStream, WavError, read_wav_header
 
 log = logging.getLogger(__name__)
 
@@ -43,22 +44,6 @@ MAX_WAITING_CLIENTS = 4
 STALLED_CLIENT_S = 3.0
 #: How often a waiting client looks at the one being decoded.
 _TURN_POLL_S = 0.1
-
-
-class _Prefixed:
-    """A stream with bytes already read (the sniffed magic) put back in front."""
-
-    def __init__(self, prefix: bytes, stream: BinaryIO) -> None:
-        self._prefix, self._stream = prefix, stream
-
-    def read(self, count: int = -1) -> bytes:
-        if count < 0:
-            part, self._prefix = self._prefix, b""
-            return part + self._stream.read()
-        if self._prefix:
-            part, self._prefix = self._prefix[:count], self._prefix[count:]
-            return part
-        return self._stream.read(count)
 
 
 class _Feed:
@@ -100,7 +85,8 @@ class StreamSource(AudioSource):
         self._buffer = SpeechBuffer(max_buffer_s, prebuffer_ms / 1000, chunk_ms, clock,
                                     max_buffer_bytes)
         self._waiting = 0  # socket clients connected, waiting for their turn
-        self._feed_lock = threading.Lock()  # one utterance at a time, whichever door
+        # One utterance at a time, whichever door, in the order the producers arrived.
+        self._turns = ArrivalTurns()
         self._state_lock = threading.Lock()
         self._current: _Feed | None = None
         self._next_ident = 1
@@ -209,9 +195,14 @@ class StreamSource(AudioSource):
         Returns the utterance id. Errors in the data are logged, never raised.
         `label` names the producer in the log (default "client N", N = the utterance id).
         """
-        if not self._wait_turn():
-            return 0  # the source closed while this one waited
+        return self._feed_in_turn(self._turns.take(), stream, label, abort)
+
+    def _feed_in_turn(self, ticket: int, stream: BinaryIO, label: str | None,
+                      abort: Callable[[], None] | None) -> int:
+        """feed() with the ticket taken when the producer arrived; always releases it."""
         try:
+            if not self._wait_turn(ticket):
+                return 0  # the source closed while this one waited
             with self._state_lock:
                 ident = self._next_ident
                 self._next_ident += 1
@@ -234,11 +225,13 @@ class StreamSource(AudioSource):
                     self._current = None
             return feed.ident
         finally:
-            self._feed_lock.release()
+            self._turns.release(ticket)
 
-    def _wait_turn(self) -> bool:
-        """Take the decoding turn; meanwhile cut off a stalled client. False once closed."""
-        while not self._feed_lock.acquire(timeout=_TURN_POLL_S):
+    def _wait_turn(self, ticket: int) -> bool:
+        """Wait for the ticket's turn; meanwhile cut off a stalled client. False once closed."""
+        while True:
+            if self._turns.wait(ticket, _TURN_POLL_S):
+                return True  # a close() meanwhile cancels the feed it starts
             if self._stopping.is_set():
                 return False
             with self._state_lock:
@@ -250,7 +243,6 @@ class StreamSource(AudioSource):
                 current.cancelled.set()
                 if current.abort is not None:
                     current.abort()
-        return True
 
     def _stalled(self, feed: _Feed) -> bool:
         if time.monotonic() - feed.last_data < STALLED_CLIENT_S:
@@ -270,7 +262,7 @@ class StreamSource(AudioSource):
             magic += part
             feed.last_data = time.monotonic()
         if magic == b"RIFF":
-            wav_format, data_left = read_wav_header(_Prefixed(magic, stream), feed.label)
+            wav_format, data_left = read_wav_header(PrefixedStream(magic, stream), feed.label)
             decoder = RawPcmDecoder(wav_format.sample_format, wav_format.channels)
             rate, pending = wav_format.rate, b""
         else:
@@ -371,18 +363,28 @@ class StreamSource(AudioSource):
                             "new one", MAX_WAITING_CLIENTS)
                 connection.close()
                 continue
-            threading.Thread(target=self._serve_and_close, args=(connection,),
-                             name="speech-client", daemon=True).start()
+            # The ticket is taken here, in the order the clients connected.
+            ticket = self._turns.take()
+            try:
+                threading.Thread(target=self._serve_and_close, args=(connection, ticket),
+                                 name="speech-client", daemon=True).start()
+            except RuntimeError as exc:  # no thread to be had: this client loses, not the rest
+                log.warning("stream source: cannot serve a new client (%s): closing it", exc)
+                self._turns.release(ticket)
+                connection.close()
+                with self._state_lock:
+                    self._waiting -= 1
 
-    def _serve_and_close(self, connection: socket.socket) -> None:
+    def _serve_and_close(self, connection: socket.socket, ticket: int) -> None:
         try:
             with connection:
-                self._serve(connection)
+                self._serve(connection, ticket)
         finally:
+            self._turns.release(ticket)  # a refused client's turn passes on
             with self._state_lock:
                 self._waiting -= 1
 
-    def _serve(self, connection: socket.socket) -> None:
+    def _serve(self, connection: socket.socket, ticket: int) -> None:
         from runtime.system.peer_access import peer_allowed
         # The same rule as the control socket's POST /say: a socket_mode of 0666 opens the
         # file to everyone, not the speaker.
@@ -398,4 +400,4 @@ class StreamSource(AudioSource):
                 connection.shutdown(socket.SHUT_RDWR)
 
         with connection.makefile("rb") as stream:
-            self.feed(stream, abort=abort)
+            self._feed_in_turn(ticket, stream, None, abort)

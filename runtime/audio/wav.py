@@ -330,3 +330,19 @@ def write_wav(path: Path | str, samples: np.ndarray, rate: int, subtype: str = "
     channels = 1 if samples.ndim == 1 else samples.shape[1]
     with WavWriter(path, rate, channels, subtype, extensible) as writer:
         writer.write(samples)
+
+
+class PrefixedStream:
+    """A stream with bytes already read (a sniffed magic number) put back in front."""
+
+    def __init__(self, prefix: bytes, stream: BinaryIO) -> None:
+        self._prefix, self._stream = prefix, stream
+
+    def read(self, count: int = -1) -> bytes:
+        if count < 0:
+            part, self._prefix = self._prefix, b""
+            return part + self._stream.read()
+        if self._prefix:
+            part, self._prefix = self._prefix[:count], self._prefix[count:]
+            return part
+        return self._stream.read(count)
