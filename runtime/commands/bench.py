@@ -176,7 +176,8 @@ def _sink_report(appliance) -> dict:
     if window is not None:
         info.update(screen=list(window.size), shown_at=list(sink.shown_at),
                     path=sink.screen_path, path_reason=sink.screen_path_reason,
-                    scale_filter=sink.scale_filter if sink.screen_path == "surface" else None)
+                    scale_filter=sink.scale_filter if sink.screen_path == "surface" else None,
+                    redraw=sink.redraw_mode)
     return info
 
 
@@ -221,7 +222,7 @@ def _print_table(result: dict) -> None:
     line = f"sink: {sink['kind']}"
     if sink.get("path"):
         line += (f", screen {sink['screen'][0]}x{sink['screen'][1]}, path {sink['path']}"
-                 f" ({sink['path_reason']})")
+                 f" ({sink['path_reason']}), redraws {sink['redraw']}")
     out.write(line + "\n")
     steady = result["steady"]
 

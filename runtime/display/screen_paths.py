@@ -7,6 +7,7 @@ surface  The frame is blitted (and scaled, where the screen is larger) by the CP
          (SDL_FRAMEBUFFER_ACCELERATION=0: on X11 an XShm image). Where GL is software
          (llvmpipe, Xvfb, a VM) every texture upload and draw is CPU work too, and costs 5-10
          times more: measured 11.3 ms against 2.4 ms per 1080x1920 frame here.
+         (runtime/display/surface_path.py)
 
 `choose_path` picks one for "auto" and says why (`edgemate check` and the status show it).
 Both paths take the frame as the template plus the patch (runtime/display/sink.py) and make
@@ -17,11 +18,11 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
-import os
 import sys
 
 import numpy as np
 
+from .dirty import Redraw
 from .sink import Box, Picture
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ class TexturePath:
     """A streaming ARGB texture scaled to the window by SDL's renderer (GPU)."""
 
     name = "texture"
+    redraw_mode = "one box around what changed, uploaded; the texture drawn whole"
 
     def __init__(self, pg, video, window, frame_size: tuple[int, int], dst: Box) -> None:
         self._pg = pg
@@ -109,10 +111,10 @@ class TexturePath:
         self._upload((0, 0, *frame_size))
         self.redraw()
 
-    def draw(self, picture: Picture, box: Box) -> None:
-        """Repaint `box` of the frame (the whole frame, or the old and new patch boxes)."""
+    def draw(self, picture: Picture, redraw: Redraw) -> None:
+        """Repaint what `redraw` names: uploaded as one box around all of it."""
         pg, frame = self._pg, self._frame
-        x, y, w, h = box
+        x, y, w, h = box = redraw.bounds()
         if (w, h) == self.frame_size:
             picture.paint_into(frame)  # the template, then the patch: one pass
             region = frame
@@ -157,86 +159,3 @@ class TexturePath:
 
     def close(self) -> None:
         self._texture = self._renderer = self._surface = None
-
-
-class SurfacePath:
-    """The CPU draws into the window's surface; SDL shows it with a framebuffer update.
-
-    Unscaled (the letterbox box is the frame's size), the template and the patch are blitted
-    straight in, and a frame on the template already shown redraws only the patch boxes.
-    Scaled, the frame is composed in a surface of the screen's pixel format (one RGB ->
-    screen conversion) and scaled into the letterbox box: "smooth" filters (pygame's
-    smoothscale, SIMD), "fast" repeats pixels (about a third cheaper, jagged edges)."""
-
-    name = "surface"
-
-    def __init__(self, pg, window, frame_size: tuple[int, int], dst: Box,
-                 scale_filter: str = "smooth") -> None:
-        if scale_filter not in SCALE_FILTERS:
-            raise ValueError(f"scale_filter {scale_filter!r}: allowed are {', '.join(SCALE_FILTERS)}")
-        self._pg, self._window = pg, window
-        self.frame_size, self.scale_filter = frame_size, scale_filter
-        self._hint_before = os.environ.get("SDL_FRAMEBUFFER_ACCELERATION")
-        # Read by SDL when it makes the window's framebuffer: "0" = no GL texture behind it.
-        os.environ["SDL_FRAMEBUFFER_ACCELERATION"] = "0"
-        try:
-            self._screen = window.get_surface()
-        finally:
-            if self._hint_before is None:
-                os.environ.pop("SDL_FRAMEBUFFER_ACCELERATION", None)
-            else:
-                os.environ["SDL_FRAMEBUFFER_ACCELERATION"] = self._hint_before
-        self._composed = None
-        self._set_dst(dst)
-
-    def _set_dst(self, dst: Box) -> None:
-        self.dst = dst
-        self.scaled = (dst[2], dst[3]) != self.frame_size
-        if self.scaled and self._composed is None:
-            self._composed = self._pg.Surface(self.frame_size, 0, self._screen)
-        self._screen.fill(_BLACK)
-
-    def resized(self, window, dst: Box) -> None:
-        """The window changed size: SDL made a new surface for it."""
-        self._screen = window.get_surface()
-        self._set_dst(dst)
-
-    def draw(self, picture: Picture, box: Box) -> None:
-        pg = self._pg
-        x, y, w, h = box
-        if self.scaled:
-            target, at = self._composed, (0, 0)
-        else:
-            target, at = self._screen, self.dst[:2]
-        if (w, h) == self.frame_size:
-            target.blit(pg.image.frombuffer(picture.template, self.frame_size, "RGB"), at)
-        else:
-            region = np.ascontiguousarray(picture.template[y:y + h, x:x + w])
-            target.blit(pg.image.frombuffer(region, (w, h), "RGB"), (at[0] + x, at[1] + y))
-        if picture.patch is not None:
-            px, py, pw, ph = picture.box
-            target.blit(pg.image.frombuffer(picture.patch, (pw, ph), "RGB"), (at[0] + px, at[1] + py))
-        if self.scaled:
-            self._scale_in()
-        self._window.flip()
-
-    def _scale_in(self) -> None:
-        pg = self._pg
-        into = self._screen.subsurface(self.dst)
-        if self.scale_filter == "smooth":
-            pg.transform.smoothscale(self._composed, self.dst[2:], into)
-        else:
-            pg.transform.scale(self._composed, self.dst[2:], into)
-
-    def redraw(self, show: bool = True) -> None:
-        if show:
-            self._window.flip()
-
-    def reset(self) -> None:
-        self._window.flip()
-
-    def screenshot(self) -> np.ndarray:
-        return self._pg.surfarray.array3d(self._screen).transpose(1, 0, 2).copy()
-
-    def close(self) -> None:
-        self._screen = self._composed = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -18,6 +19,17 @@ from runtime import SAMPLE_RATE
 
 Box = tuple[int, int, int, int]  # (x, y, w, h) in frame pixels
 NO_BOX: Box = (0, 0, 0, 0)
+
+
+class TemplateTiles(Protocol):
+    """What a sink needs of a tiled template to redraw only the tiles that changed."""
+
+    @property
+    def tile_grid(self) -> tuple[int, int, int, int]:
+        """(tile rows, tile columns, tile width, tile height)."""
+
+    def changed_tiles(self, before: int, after: int) -> np.ndarray:
+        """Flat indices (row * columns + column) of the tiles that differ."""
 
 
 class DisplayError(Exception):
@@ -31,12 +43,15 @@ class Picture:
     `template` (H, W, 3) uint8 RGB; `patch` (h, w, 3) uint8 to paste at `box` (x, y, w, h),
     or None (quality PASS: the template alone). `template_key` names the template frame
     (its index in the loop): the same key means the same template pixels, so a sink may
-    redraw only the old and new patch boxes."""
+    redraw only the old and new patch boxes. `template_tiles`, where the template is held as
+    tiles (runtime/render/tile_template.py), says which tiles differ between two keys
+    (`tile_grid`, `changed_tiles(key_before, key_after)`): a sink may redraw only those."""
 
     template: np.ndarray
     patch: np.ndarray | None = None
     box: Box = NO_BOX
     template_key: object = None
+    template_tiles: TemplateTiles | None = None
 
     def paint_into(self, out: np.ndarray) -> None:
         """The composed frame into `out` (H, W, 3): the template, then the patch."""

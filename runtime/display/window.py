@@ -4,7 +4,7 @@ The frame is letterboxed into the window by one of two paths (runtime/display/sc
 a GPU texture where GL is hardware, or the CPU into SDL's plain window surface where GL is
 software; display.path "auto" picks, and `screen_path` / `screen_path_reason` say which and why. When
 the template frame is the one already shown (a still template), only the old and new patch
-boxes are redrawn.
+boxes are redrawn; when it is another frame of a tiled template, the tiles that differ too.
 The same code drives a desktop (x11, wayland, macOS), a console kiosk (kmsdrm) and the
 headless test driver (dummy).
 """
@@ -16,8 +16,10 @@ import os
 import numpy as np
 
 from runtime.system.quiet import quiet_stderr
-from .screen_paths import PATHS, SCALE_FILTERS, SurfacePath, TexturePath, choose_path
+from .dirty import Redraw, merge_overlapping
+from .screen_paths import PATHS, SCALE_FILTERS, TexturePath, choose_path
 from .sink import NO_BOX, DisplayError, DisplaySink, Picture
+from .surface_path import SurfacePath
 
 log = logging.getLogger(__name__)
 
@@ -46,17 +48,6 @@ def fit_window(frame_size: tuple[int, int], desktop: tuple[int, int] | None) -> 
     limit = (int(desktop[0] * _DESKTOP_SHARE), int(desktop[1] * _DESKTOP_SHARE))
     _, _, w, h = letterbox(frame_size, limit)
     return w, h
-
-
-def union_box(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
-    """The smallest box holding both (empty boxes, w or h 0, count for nothing)."""
-    boxes = [box for box in (a, b) if box[2] > 0 and box[3] > 0]
-    if not boxes:
-        return NO_BOX
-    x0, y0 = min(box[0] for box in boxes), min(box[1] for box in boxes)
-    x1 = max(box[0] + box[2] for box in boxes)
-    y1 = max(box[1] + box[3] for box in boxes)
-    return x0, y0, x1 - x0, y1 - y0
 
 
 def clip_box(box: tuple[int, int, int, int] | None,
@@ -155,6 +146,7 @@ class WindowSink(DisplaySink):
         self._screen: TexturePath | SurfacePath | None = None
         # The template frame on screen and the patch box over it (what the next frame undoes).
         self._shown_key: object = None
+        self._shown_tiles: object = None  # the tiled template that key belongs to, if any
         self._shown_box = NO_BOX
         self._dst: tuple[int, int, int, int] = (0, 0, 0, 0)
         self._env_before: str | None = None
@@ -219,7 +211,7 @@ class WindowSink(DisplaySink):
                                      resizable=True)
         self.frame_size = frame_size
         self.frame_count = 0
-        self._shown_key, self._shown_box = None, NO_BOX
+        self._shown_key, self._shown_tiles, self._shown_box = None, None, NO_BOX
         self._dst = letterbox(frame_size, self._window.size)
         if self.screen_path == "surface":
             try:
@@ -274,21 +266,32 @@ class WindowSink(DisplaySink):
         template = picture.template
         if template.shape != (fh, fw, 3) or template.dtype != np.uint8:
             raise ValueError(f"frame {template.shape} {template.dtype}: expected ({fh}, {fw}, 3) uint8")
-        key = picture.template_key
-        if key is not None and key == self._shown_key:
-            # The same template frame as on screen: only the old and the new patch change.
-            box = clip_box(union_box(self._shown_box, picture.box), self.frame_size)
-        else:
-            box = (0, 0, fw, fh)
-        self._shown_key, self._shown_box = key, picture.box
-        x, y, w, h = box
-        if w == 0 or h == 0:
+        redraw = self._what_changed(picture)
+        self._shown_key, self._shown_tiles = picture.template_key, picture.template_tiles
+        self._shown_box = picture.box
+        if redraw.empty:
             return  # nothing changed: the screen already shows this frame
         try:
-            self._screen.draw(picture, box)
+            self._screen.draw(picture, redraw)
         except self._pg.error as exc:
             raise DisplayError(f"window: SDL error while drawing: {_one_line(exc)}") from None
         self.frame_count += 1
+
+    def _what_changed(self, picture: Picture) -> Redraw:
+        """Against the frame on screen: the old and new patch boxes where the template frame
+        is the same; also the tiles that differ where both are frames of one tiled template;
+        else everything."""
+        key, tiles = picture.template_key, picture.template_tiles
+        if key is None or self._shown_key is None or tiles is not self._shown_tiles:
+            return Redraw(self.frame_size)
+        patches = merge_overlapping(clip_box(self._shown_box, self.frame_size),
+                                    clip_box(picture.box, self.frame_size))
+        if key == self._shown_key:
+            return Redraw(self.frame_size, whole=False, boxes=patches)
+        if tiles is None:
+            return Redraw(self.frame_size)
+        return Redraw(self.frame_size, whole=False, tiles=tiles.changed_tiles(self._shown_key, key),
+                      grid=tiles.tile_grid, boxes=patches)
 
     def poll_quit(self) -> bool:
         if self._window is None:
@@ -310,6 +313,11 @@ class WindowSink(DisplaySink):
             elif event.type in (pg.RENDER_TARGETS_RESET, pg.RENDER_DEVICE_RESET):
                 self._screen.reset()
         return wanted
+
+    @property
+    def redraw_mode(self) -> str | None:
+        """What each frame redraws on this screen path (None before open)."""
+        return self._screen.redraw_mode if self._screen is not None else None
 
     @property
     def shown_at(self) -> tuple[int, int, int, int]:

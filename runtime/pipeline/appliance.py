@@ -261,8 +261,8 @@ class Appliance:
             clock=self.clock.name if self.clock is not None else None,
             sink=sink.name if sink is not None else None,
             sink_note=slot.note if slot is not None else self.report.sink_note,
-            display_path=(f"{sink.screen_path} ({sink.screen_path_reason})"
-                          if getattr(sink, "screen_path", None) else None),
+            display_path=(f"{sink.screen_path} ({sink.screen_path_reason}); redraws "
+                          f"{sink.redraw_mode}" if getattr(sink, "screen_path", None) else None),
             fps=round(self.stats.fps(), 2),
             frames_shown=stats.shown if stats else 0,
             drops=stats.dropped if stats else 0,

@@ -20,6 +20,7 @@ from runtime.quality.transition import RenderPlan
 from runtime.render.bundle import AvatarBundle
 from runtime.render.compositor import Compositor
 from runtime.render.renderer import Renderer
+from runtime.render.tile_template import TileTemplate
 from runtime.schedule.stage_timer import StageTimer
 
 
@@ -39,6 +40,8 @@ class FrameBody:
         self.bundle, self.renderer, self.compositor, self.timer = bundle, renderer, compositor, timer
         # A renderer without the one-pass patch (test doubles) always takes the crop path.
         self._fused = getattr(renderer, "render_patch", None) or (lambda *args: None)
+        # A template held as tiles tells the sink which tiles a frame changes.
+        self._tiles = bundle.frames if isinstance(bundle.frames, TileTemplate) else None
 
     def prepare(self, number: int, params: np.ndarray, plan: RenderPlan) -> PreparedFrame:
         bundle = self.bundle
@@ -56,7 +59,8 @@ class FrameBody:
                 x, y = bundle.crop_boxes[index]
                 patch, box = self.compositor.blend(template, crop, int(x), int(y))
         return PreparedFrame(number, index, params, plan, crop,
-                             Picture(template, patch, box, template_key=index))
+                             Picture(template, patch, box, template_key=index,
+                                     template_tiles=self._tiles))
 
     def show(self, frame: PreparedFrame, sink: DisplaySink, audio: np.ndarray | None = None) -> None:
         """Raises DisplayError when the sink cannot go on."""

@@ -126,6 +126,18 @@ class TileTemplate:
         return (len(self.index_map), self.size[1], self.size[0], 3)
 
     @property
+    def tile_grid(self) -> tuple[int, int, int, int]:
+        """(tile rows, tile columns, tile width, tile height): the layout changed_tiles counts in."""
+        rows, cols, tw = self._grid
+        return rows, cols, tw, TILE_H
+
+    def changed_tiles(self, before: int, after: int) -> np.ndarray:
+        """Flat indices (row * columns + column) of the tiles frame `after` shows differently
+        from frame `before`: all a sink showing `before` must redraw to show `after`."""
+        index_map = self.index_map
+        return np.flatnonzero(index_map[int(before)] != index_map[int(after)])
+
+    @property
     def nbytes(self) -> int:
         """What the loop holds in memory: the tile store and the index map."""
         return int(self.tiles.nbytes + self.index_map.nbytes)
