@@ -27,6 +27,38 @@ def test_fixture_audio_model_loads_and_closes_the_mouth_in_silence(model_fixture
     assert model.step(loud)[0] > 0.5
 
 
+def test_open_curve_stretches_open_above_its_knee_only(model_fixtures, tmp_path):
+    from tools.audio_model.calibrate import stretched
+    sidecar_path = _copy_model(model_fixtures[0], tmp_path)
+    doc = yaml.safe_load(sidecar_path.read_text())
+    doc["audio"]["open_curve"] = {"knee": 0.05, "gain": 1.5}
+    sidecar_path.write_text(yaml.safe_dump(doc))
+    curved, plain = AudioModel(sidecar_path), AudioModel(sidecar_path, open_curve=False)
+    rng = np.random.default_rng(3)
+    levels = [-15.9] * 3 + list(rng.uniform(-4, 17, 20))
+    raw, out = [], []
+    for level in levels:
+        step = np.full((plain.frames_per_step, plain.fbank.num_bins), level, np.float32)
+        raw.append(plain.step(step))
+        out.append(curved.step(step))
+    raw, out = np.array(raw), np.array(out)
+    np.testing.assert_allclose(out, stretched(raw, 0.05, 1.5), atol=1e-6)  # the tool's arithmetic
+    np.testing.assert_array_equal(out[:, 1:], raw[:, 1:])  # only open
+    shut = raw[:, 0] <= 0.05
+    assert shut.any() and np.array_equal(out[shut, 0], raw[shut, 0])  # a shut mouth stays shut
+    assert np.all(out[~shut, 0] >= raw[~shut, 0]) and out[:, 0].max() <= 1.0
+
+
+def test_open_gain_is_fitted_to_the_real_share():
+    from tools.audio_model.calibrate import fit_gain, stretched
+    rng = np.random.default_rng(0)
+    raw = rng.uniform(0, 0.7, 2000)
+    speech = rng.random(2000) < 0.8
+    gain = fit_gain(raw, speech, 0.4)
+    opened = stretched(raw[:, None].repeat(6, 1), 0.05, gain)[speech, 0] >= 0.5
+    assert abs(opened.mean() - 0.4) < 0.01 and 1.0 <= gain <= 3.0
+
+
 def test_lstm_state_is_carried_and_reset(model_fixtures):
     model = AudioModel(model_fixtures[0])
     rng = np.random.default_rng(0)
@@ -85,6 +117,8 @@ def test_corrupted_weights_are_refused_with_both_hashes(model_fixtures, tmp_path
     (lambda d: d["inputs"]["features"].update(shape=[4, "x"]), "inputs.features.shape"),
     (lambda d: d["files"]["bin"].update(sha256="abc"), "64 hex digits"),
     (lambda d: d.update(ncnn_options={"use_fp16_storage": "yes"}), "ncnn_options"),
+    (lambda d: d["audio"].update(open_curve={"knee": 0.05}), "open_curve: needs numbers"),
+    (lambda d: d["audio"].update(open_curve={"knee": 0.05, "gain": 7}), "gain in \\[1, 3\\]"),
 ])
 def test_bad_sidecars_are_named(model_fixtures, tmp_path, mutate, expected):
     sidecar_path = _copy_model(model_fixtures[0], tmp_path)

@@ -22,12 +22,16 @@ class AudioModel:
     `h` and `c` (the state); outputs `params` (6,), `h`, `c`. `audio.frames_per_step` fbank
     frames make one 40 ms step; the output of step n belongs to video frame
     n - `audio.lookahead_steps` (the model has seen that much audio past the frame).
+    Optional `audio.open_curve` {knee, gain}: `open` above `knee` is stretched by `gain`
+    (clipped at 1), below it left alone, so a shut mouth stays shut: how far the network's
+    open reaches against real lips (tools/audio_model/calibrate.py).
     """
 
     def __init__(self, sidecar_path: Path, threads: int = 1, vulkan: bool = False,
-                 ncnn_options: Mapping[str, bool] | None = None):
+                 ncnn_options: Mapping[str, bool] | None = None, open_curve: bool = True):
         """`ncnn_options` replaces the sidecar's (None: what it ships); only for measuring
-        what the shipped ones buy on another CPU (tools/parity)."""
+        what the shipped ones buy on another CPU (tools/parity). `open_curve` False: the
+        network's own `open` (for calibrating it)."""
         self.sidecar = load_sidecar(sidecar_path, kind="audio_model")
         if ncnn_options is not None:
             self.sidecar = dataclasses.replace(self.sidecar, options=dict(ncnn_options))
@@ -41,6 +45,9 @@ class AudioModel:
             self.lookahead_steps = int(audio["lookahead_steps"])
         except (KeyError, TypeError, ValueError) as err:
             raise ModelError(f"{where}: bad or missing value ({err})") from None
+        self.open_knee, self.open_gain = _open_curve(audio.get("open_curve"), where)
+        if not open_curve:
+            self.open_gain = 1.0
         for role in ("features", "h", "c"):
             if role not in self.sidecar.inputs:
                 raise ModelError(f"{self.sidecar.path}: inputs: missing role '{role}'")
@@ -70,4 +77,26 @@ class AudioModel:
                             ("params", "h", "c"))
         self._h = out["h"].reshape(self._state_shapes[0])
         self._c = out["c"].reshape(self._state_shapes[1])
-        return np.clip(out["params"].reshape(-1)[: len(MOUTH_PARAMS)], 0.0, 1.0)
+        params = np.clip(out["params"].reshape(-1)[: len(MOUTH_PARAMS)], 0.0, 1.0)
+        if self.open_gain != 1.0 and params[0] > self.open_knee:
+            params[0] = min(1.0, self.open_knee + (params[0] - self.open_knee) * self.open_gain)
+        return params
+
+
+#: Limits of audio.open_curve: a gain outside them is a calibration gone wrong.
+OPEN_GAIN_RANGE = (1.0, 3.0)
+
+
+def _open_curve(curve, where: str) -> tuple[float, float]:
+    """(knee, gain) from the sidecar's audio.open_curve; (0, 1) without one."""
+    if curve is None:
+        return 0.0, 1.0
+    try:
+        knee, gain = float(curve["knee"]), float(curve["gain"])
+    except (KeyError, TypeError, ValueError):
+        raise ModelError(f"{where}.open_curve: needs numbers knee and gain, got {curve!r}") from None
+    low, high = OPEN_GAIN_RANGE
+    if not (0.0 <= knee < 1.0 and low <= gain <= high):
+        raise ModelError(f"{where}.open_curve: knee must be in [0, 1) and gain in "
+                         f"[{low:g}, {high:g}], got knee {knee:g}, gain {gain:g}")
+    return knee, gain

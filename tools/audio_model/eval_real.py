@@ -82,10 +82,26 @@ def real_lip_section(model, external: Path, lips_dir: Path, out_dir: Path, run_m
                   f"{'PASS' if ok_r else 'FAIL'}; at least 0.2 above the energy baseline: "
                   f"{'PASS' if ok_margin else 'FAIL'}; open >= 0.5 share within 1.5x of the real "
                   f"lips' ({share_model:.0%} vs {share_real:.0%}): {'PASS' if ok_share else 'FAIL'}.",
-              ""] + [f"![talking clip {c['clip']}]({c['png']})" for c in doc["clips"]] + [""]
+              ""] + _curve_note(model, letters, results)
+    lines += [f"![talking clip {c['clip']}]({c['png']})" for c in doc["clips"]] + [""]
     doc["pooled"] = pool
     doc["goals"] = {"r": bool(ok_r), "margin": bool(ok_margin), "open_share": bool(ok_share)}
     return lines, doc
+
+
+def _curve_note(model, letters, results) -> list[str]:
+    """Where the sidecar's open curve came from: a clip it was calibrated on is no evidence."""
+    audio = model.sidecar.extra.get("audio") or {}
+    curve = audio.get("open_curve")
+    if not curve:
+        return ["No open curve: the network's own `open`.", ""]
+    made = (model.sidecar.extra.get("recipe") or {}).get("open_curve") or {}
+    on = str(made.get("calibrated_on", "not recorded"))
+    checks = [f"{letter}: {res['open_share']['model']:.0%} vs {res['open_share']['real']:.0%}"
+              for letter, res in zip(letters, results) if not on.startswith(f"real talking clip {letter} ")]
+    return [f"`open` above {curve['knee']} stretched by {curve['gain']} (`audio.open_curve`), "
+            f"calibrated on {on}: its share is fitted, not measured. Held out from the "
+            f"calibration: {'; '.join(checks) or 'none'}.", ""]
 
 
 def _level_table(by_kind: dict, levels, cell: str) -> list[str]:

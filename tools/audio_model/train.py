@@ -23,6 +23,7 @@ import torch
 import yaml
 
 from .augment import AugmentSettings
+from .calibrate import write_curve
 from .dataset import Example, build_cache, load_shards, load_utterance, make_example, step_pairs
 from .net import LOOKAHEAD_STEPS, MouthNet, export_ncnn, ncnn_parity, record_in_sidecar
 from .synth_corpus import (ESPEAK_ACCENTS, FESTIVAL_VOICES, NATURAL_VOICES, TEST_VARIANTS,
@@ -213,6 +214,8 @@ def build(recipe: dict, corpus: Path, cache: Path, out: Path, name: str = "audio
         raise SystemExit(f"ncnn differs from torch by {diff:.2g} (> 1e-3): not shipping {path}")
     log.info("ncnn vs torch: params max abs diff %.2g, state %.2g over %d steps", diff, state_diff,
              len(probe) // 4)
+    if recipe.get("open_curve"):  # measured on a real clip by tools.audio_model.calibrate
+        write_curve(path, recipe["open_curve"])
     torch.save(net.state_dict(), cache / f"{name}.torch.pt")
     (cache / f"{name}.history.json").write_text(json.dumps(history, indent=1))
     return path
