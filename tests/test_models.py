@@ -49,6 +49,18 @@ def test_open_curve_stretches_open_above_its_knee_only(model_fixtures, tmp_path)
     assert np.all(out[~shut, 0] >= raw[~shut, 0]) and out[:, 0].max() <= 1.0
 
 
+def test_written_open_curve_is_what_the_runtime_reads(model_fixtures, tmp_path):
+    from tools.audio_model.calibrate import write_curve
+    sidecar_path = _copy_model(model_fixtures[0], tmp_path)
+    comments = [line for line in sidecar_path.read_text().splitlines() if line.startswith("#")]
+    write_curve(sidecar_path, {"knee": 0.05, "gain": 1.25, "calibrated_on": "clip z"})
+    model = AudioModel(sidecar_path)
+    assert (model.open_knee, model.open_gain) == (0.05, 1.25)
+    doc = yaml.safe_load(sidecar_path.read_text())
+    assert doc["recipe"]["open_curve"]["calibrated_on"] == "clip z"  # train --rebuild keeps it
+    assert sidecar_path.read_text().splitlines()[:len(comments)] == comments
+
+
 def test_open_gain_is_fitted_to_the_real_share():
     from tools.audio_model.calibrate import fit_gain, stretched
     rng = np.random.default_rng(0)
