@@ -168,3 +168,19 @@ def test_cli_writes_template_boxes_and_dataset(tmp_path):
     assert np.array_equal(decoded, small.render_frame(3))  # our PNG writer, read by the runtime's decoder
     assert yaml.safe_load((out / "dataset.yaml").read_text())["complete"]
     assert main(argv) == 0  # a second run resumes: nothing left to do
+
+
+def test_progress_without_a_known_total_counts_instead_of_showing_zero(monkeypatch, capsys):
+    import sys
+    from tools.avatar.make_default import _Progress
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # the plain stderr line, not tqdm
+    bar = _Progress(0, "talking frames")  # a container that does not say its frame count
+    for _ in range(120):
+        bar(1)
+    bar.close()
+    err = capsys.readouterr().err
+    assert "talking frames: 120" in err and "0it" not in err and "/0" not in err
+    known = _Progress(40, "pairs")
+    for _ in range(40):
+        known(1)
+    assert "pairs: 40/40 (100%)" in capsys.readouterr().err

@@ -30,9 +30,11 @@ SOURCE = "procedural default character"
 
 
 class _Progress:
-    """tqdm when installed, else a plain line on stderr every few percent."""
+    """tqdm when installed, else a plain line on stderr every few percent. `total` None (or
+    0): not known (a video whose frame count the container does not say): counts only."""
 
-    def __init__(self, total: int, desc: str) -> None:
+    def __init__(self, total: int | None, desc: str) -> None:
+        total = total if total and total > 0 else None
         self.total, self.desc, self.n, self._shown = total, desc, 0, -1
         try:
             from tqdm import tqdm
@@ -45,7 +47,12 @@ class _Progress:
         if self._bar is not None:
             self._bar.update(n)
             return
-        pct = 100 * self.n // max(1, self.total)
+        if self.total is None:
+            if self.n // 50 != self._shown // 50:
+                self._shown = self.n
+                print(f"\r{self.desc}: {self.n}", end="", file=sys.stderr, flush=True)
+            return
+        pct = 100 * self.n // self.total
         if pct // 5 != self._shown // 5 or self.n == self.total:
             self._shown = pct
             print(f"\r{self.desc}: {self.n}/{self.total} ({pct}%)", end="\n" if self.n >= self.total else "",
@@ -54,6 +61,8 @@ class _Progress:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
+        elif self.total is None and self.n:
+            print(f"\r{self.desc}: {self.n}", file=sys.stderr, flush=True)
 
 
 def write_template(out: Path, avatar: DefaultAvatar) -> float:

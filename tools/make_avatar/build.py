@@ -160,7 +160,8 @@ def _footage_pairs(settings: BuildSettings, template: VideoMouthSource, report: 
     import cv2
     capture = cv2.VideoCapture(str(settings.speech_video))
     rate = capture.get(cv2.CAP_PROP_FPS) or 25.0
-    expected = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) * 25.0 / rate) if 1 <= rate <= 240 else 0
+    count = capture.get(cv2.CAP_PROP_FRAME_COUNT)  # 0 or less where the container does not say
+    expected = int(count * 25.0 / rate) if count > 0 and 1 <= rate <= 240 else None
     capture.release()
     bar = _Progress(expected, "talking frames")
     footage = load_footage(settings.speech_video, progress=lambda n: bar(1))
