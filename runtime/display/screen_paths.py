@@ -22,7 +22,7 @@ import sys
 
 import numpy as np
 
-from .dirty import Redraw
+from .dirty import WHOLE_SHARE, Redraw, covered_share
 from .sink import Box, Picture
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ class TexturePath:
     """A streaming ARGB texture scaled to the window by SDL's renderer (GPU)."""
 
     name = "texture"
-    redraw_mode = "one box around what changed, uploaded; the texture drawn whole"
+    redraw_mode = "changed boxes, each uploaded; the texture drawn whole"
 
     def __init__(self, pg, video, window, frame_size: tuple[int, int], dst: Box) -> None:
         self._pg = pg
@@ -112,7 +112,14 @@ class TexturePath:
         self.redraw()
 
     def draw(self, picture: Picture, redraw: Redraw) -> None:
-        """Repaint what `redraw` names: uploaded as one box around all of it."""
+        """Repaint what `redraw` names: the changed boxes uploaded one by one (where the
+        outline of a swaying head changes, one box around them all is most of the frame),
+        else one box around everything."""
+        if not redraw.whole:
+            boxes = [*redraw.tile_boxes(), *redraw.boxes]
+            if boxes and covered_share(boxes, self.frame_size) <= WHOLE_SHARE:
+                self._draw_boxes(picture, boxes)
+                return
         pg, frame = self._pg, self._frame
         x, y, w, h = box = redraw.bounds()
         if (w, h) == self.frame_size:
@@ -130,6 +137,19 @@ class TexturePath:
         # Blitting into the surface converts RGB -> ARGB reading a buffer still in cache.
         self._surface.blit(pg.image.frombuffer(region, (w, h), "RGB"), (x, y))
         self._upload(box)
+        self.redraw()
+
+    def _draw_boxes(self, picture: Picture, boxes: list[Box]) -> None:
+        pg = self._pg
+        # RGB -> ARGB in the surface for the boxes alone; frames drawn whole or by one box
+        # write their region of _frame first, so it need not follow these.
+        source = pg.image.frombuffer(picture.template, self.frame_size, "RGB")
+        self._surface.blits([(source, (x, y), (x, y, w, h)) for x, y, w, h in boxes], doreturn=False)
+        if picture.patch is not None:
+            px, py, pw, ph = picture.box
+            self._surface.blit(pg.image.frombuffer(picture.patch, (pw, ph), "RGB"), (px, py))
+        for box in boxes:
+            self._upload(box)
         self.redraw()
 
     def _upload(self, box: Box) -> None:
