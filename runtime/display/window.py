@@ -171,9 +171,9 @@ class WindowSink(DisplaySink):
             raise DisplayError(
                 f"no display (SDL driver {self.driver}: {_one_line(exc)})") from None
         log.info("window open: SDL driver %s, window %dx%d%s, frame %dx%d shown at %s; "
-                 "path %s (%s)", pg.display.get_driver(), *self._window.size,
+                 "path %s (%s); redraws %s", pg.display.get_driver(), *self._window.size,
                  " fullscreen" if self.fullscreen else "", fw, fh, self._dst, self.screen_path,
-                 self.screen_path_reason)
+                 self.screen_path_reason, self.redraw_mode)
 
     def _set_driver(self) -> None:
         """Point SDL at the configured driver; it reads $SDL_VIDEODRIVER at display.init()."""
