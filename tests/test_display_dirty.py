@@ -25,6 +25,7 @@ def test_scale_blocks_only_where_boxes_scale_like_the_whole_frame():
     assert scale_blocks((720, 1280), (1081, 1921)) is None  # blocks of 720 pixels
 
 
+@settings(deadline=None)  # no timing in a geometry test
 @given(st.integers(0, 700), st.integers(0, 1260), st.integers(1, 300), st.integers(1, 300))
 def test_a_region_holds_its_box_one_block_before_it_and_its_overlap(x, y, w, h):
     blocks = scale_blocks((720, 1280), (1080, 1920))
@@ -37,7 +38,7 @@ def test_a_region_holds_its_box_one_block_before_it_and_its_overlap(x, y, w, h):
     assert sw - 1 >= 4 and sh - 1 >= 4  # never one block alone (smoothscale would copy it)
 
 
-@settings(max_examples=60)
+@settings(max_examples=60, deadline=None)
 @given(st.sets(st.integers(0, 45 * 80 - 1), max_size=300))
 def test_tile_boxes_cover_every_changed_tile_and_stay_in_the_frame(changed):
     grid, size = (80, 45, 16, 16), (720, 1280)
