@@ -152,6 +152,14 @@ class Redraw:
             return []
         return tile_boxes(self.tiles, self.grid, self.frame_size)
 
+    def partial_boxes(self) -> list[Box] | None:
+        """The boxes to draw (changed tiles' and patches'), or None: draw the whole frame
+        (asked to, or the boxes would cover more than WHOLE_SHARE of it)."""
+        if self.whole:
+            return None
+        boxes = [*self.tile_boxes(), *self.boxes]
+        return boxes if covered_share(boxes, self.frame_size) <= WHOLE_SHARE else None
+
     def bounds(self) -> Box:
         """One box around everything to draw (the whole frame when whole)."""
         if self.whole:

@@ -22,7 +22,7 @@ import sys
 
 import numpy as np
 
-from .dirty import WHOLE_SHARE, Redraw, covered_share
+from .dirty import Redraw
 from .sink import Box, Picture
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,22 @@ def choose_path(pg, video, wanted: str) -> tuple[str, str]:
     return "texture", f"SDL renderers {', '.join(drivers)} (GL renderer unknown: assumed GPU)"
 
 
+def blit_picture(pg, target, picture: Picture, frame_size: tuple[int, int],
+                 boxes: list[Box] | None = None, at: tuple[int, int] = (0, 0)) -> None:
+    """The template (all of it, or the `boxes` of it) and then the patch into `target` at
+    `at`, converted to the target's pixel format on the way; no copy of the frame is made."""
+    ax, ay = at
+    source = pg.image.frombuffer(picture.template, frame_size, "RGB")  # a view, not a copy
+    if boxes is None:
+        target.blit(source, at)
+    else:
+        target.blits([(source, (ax + x, ay + y), (x, y, w, h)) for x, y, w, h in boxes],
+                     doreturn=False)
+    if picture.patch is not None:
+        px, py, pw, ph = picture.box
+        target.blit(pg.image.frombuffer(picture.patch, (pw, ph), "RGB"), (ax + px, ay + py))
+
+
 class TexturePath:
     """A streaming ARGB texture scaled to the window by SDL's renderer (GPU)."""
 
@@ -115,11 +131,10 @@ class TexturePath:
         """Repaint what `redraw` names: the changed boxes uploaded one by one (where the
         outline of a swaying head changes, one box around them all is most of the frame),
         else one box around everything."""
-        if not redraw.whole:
-            boxes = [*redraw.tile_boxes(), *redraw.boxes]
-            if boxes and covered_share(boxes, self.frame_size) <= WHOLE_SHARE:
-                self._draw_boxes(picture, boxes)
-                return
+        boxes = redraw.partial_boxes()
+        if boxes:
+            self._draw_boxes(picture, boxes)
+            return
         pg, frame = self._pg, self._frame
         x, y, w, h = box = redraw.bounds()
         if (w, h) == self.frame_size:
@@ -140,14 +155,9 @@ class TexturePath:
         self.redraw()
 
     def _draw_boxes(self, picture: Picture, boxes: list[Box]) -> None:
-        pg = self._pg
         # RGB -> ARGB in the surface for the boxes alone; frames drawn whole or by one box
         # write their region of _frame first, so it need not follow these.
-        source = pg.image.frombuffer(picture.template, self.frame_size, "RGB")
-        self._surface.blits([(source, (x, y), (x, y, w, h)) for x, y, w, h in boxes], doreturn=False)
-        if picture.patch is not None:
-            px, py, pw, ph = picture.box
-            self._surface.blit(pg.image.frombuffer(picture.patch, (pw, ph), "RGB"), (px, py))
+        blit_picture(self._pg, self._surface, picture, self.frame_size, boxes)
         for box in boxes:
             self._upload(box)
         self.redraw()

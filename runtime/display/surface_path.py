@@ -20,8 +20,8 @@ import os
 
 import numpy as np
 
-from .dirty import WHOLE_SHARE, Redraw, covered_share, scale_blocks
-from .screen_paths import SCALE_FILTERS
+from .dirty import Redraw, scale_blocks
+from .screen_paths import SCALE_FILTERS, blit_picture
 from .sdl_rects import WindowRects
 from .sink import Box, Picture
 
@@ -90,18 +90,9 @@ class SurfacePath:
         self._set_dst(dst)
 
     def draw(self, picture: Picture, redraw: Redraw) -> None:
-        pg = self._pg
-        source = pg.image.frombuffer(picture.template, self.frame_size, "RGB")
         target, (ax, ay) = ((self._composed, (0, 0)) if self.scaled else (self._screen, self.dst[:2]))
-        boxes = None if redraw.whole or self._blank or not self.partial else self._changed(redraw)
-        if boxes is None:
-            target.blit(source, (ax, ay))
-        else:
-            target.blits([(source, (ax + x, ay + y), (x, y, w, h)) for x, y, w, h in boxes],
-                         doreturn=False)
-        if picture.patch is not None:
-            px, py, pw, ph = picture.box
-            target.blit(pg.image.frombuffer(picture.patch, (pw, ph), "RGB"), (ax + px, ay + py))
+        boxes = None if self._blank or not self.partial else self._changed(redraw)
+        blit_picture(self._pg, target, picture, self.frame_size, boxes, (ax, ay))
         if self.scaled:
             shown = self._scale_in(boxes)
         else:
@@ -110,9 +101,8 @@ class SurfacePath:
         self._show(shown)
 
     def _changed(self, redraw: Redraw) -> list[Box] | None:
-        """Boxes around the changed tiles and the patch boxes; None: the whole frame is cheaper."""
-        boxes = [*redraw.tile_boxes(), *redraw.boxes]
-        return None if covered_share(boxes, self.frame_size) > WHOLE_SHARE else boxes
+        """Boxes around the changed tiles and the patch boxes; None: the whole frame."""
+        return redraw.partial_boxes()
 
     def _scale_in(self, boxes: list[Box] | None) -> list[Box] | None:
         """Scale the composed frame (or the boxes of it) into the letterbox box; the screen

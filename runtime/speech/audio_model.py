@@ -78,9 +78,15 @@ class AudioModel:
         self._h = out["h"].reshape(self._state_shapes[0])
         self._c = out["c"].reshape(self._state_shapes[1])
         params = np.clip(out["params"].reshape(-1)[: len(MOUTH_PARAMS)], 0.0, 1.0)
-        if self.open_gain != 1.0 and params[0] > self.open_knee:
-            params[0] = min(1.0, self.open_knee + (params[0] - self.open_knee) * self.open_gain)
+        if self.open_gain != 1.0:
+            params[0] = stretch_open(params[0], self.open_knee, self.open_gain)
         return params
+
+
+def stretch_open(open_, knee: float, gain: float):
+    """The open curve: above `knee` stretched by `gain` and clipped at 1, below it unchanged
+    (a float or an array of them)."""
+    return np.where(open_ > knee, np.minimum(1.0, knee + (open_ - knee) * gain), open_)
 
 
 #: Limits of audio.open_curve: a gain outside them is a calibration gone wrong.

@@ -26,17 +26,16 @@ from typing import Sequence
 import numpy as np
 import yaml
 
-from runtime.speech.audio_model import OPEN_GAIN_RANGE, AudioModel
+from runtime.speech.audio_model import OPEN_GAIN_RANGE, AudioModel, stretch_open
 
 #: `open` at or below this is left alone (the silence figures count open < 0.05 as shut).
 KNEE = 0.05
 
 
 def stretched(params: np.ndarray, knee: float, gain: float) -> np.ndarray:
-    """The runtime's open curve applied to (frames, 6) params (the same arithmetic)."""
+    """(frames, 6) params with the runtime's open curve applied to `open`."""
     out = params.copy()
-    above = out[:, 0] > knee
-    out[above, 0] = np.minimum(1.0, knee + (out[above, 0] - knee) * gain)
+    out[:, 0] = stretch_open(out[:, 0], knee, gain)
     return out
 
 
@@ -45,7 +44,7 @@ def fit_gain(raw_open: np.ndarray, speech: np.ndarray, real_share: float, knee: 
     low, high = OPEN_GAIN_RANGE
 
     def share(gain: float) -> float:
-        return float((stretched(raw_open[:, None].repeat(6, 1), knee, gain)[speech, 0] >= 0.5).mean())
+        return float((stretch_open(raw_open[speech], knee, gain) >= 0.5).mean())
 
     if share(high) < real_share:
         return high
@@ -89,11 +88,19 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"--out {missing[0]})", file=sys.stderr)
         return 1
     model = AudioModel(args.audio_model, open_curve=False)
-    raw = {c: evaluate_clip(model, c, lips[c], run_model) for c in clips}
+    said: dict[int, np.ndarray] = {}  # the network's params per clip's audio, run once
+
+    def run_once(m, audio: np.ndarray) -> np.ndarray:
+        key = hash(audio.tobytes())
+        if key not in said:
+            said[key] = run_model(m, audio)
+        return said[key]
+
+    raw = {c: evaluate_clip(model, c, lips[c], run_once) for c in clips}
     series = raw[letters[args.on]]["series"]
     real_share = raw[letters[args.on]]["open_share"]["real"]
     gain = fit_gain(series["model_open"], series["speech"], real_share)
-    with_curve = {c: evaluate_clip(model, c, lips[c], lambda m, a: stretched(run_model(m, a), KNEE, gain))
+    with_curve = {c: evaluate_clip(model, c, lips[c], lambda m, a: stretched(run_once(m, a), KNEE, gain))
                   for c in clips}
     print(f"calibrated on clip {args.on}: knee {KNEE}, gain {gain} (its real share {real_share:.0%})")
     print("| clip | open >= 0.5: real / network / with the curve | median open in speech: network / "
@@ -110,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{pooled(list(with_curve.values()))['model']['best']}")
     if args.write:
         write_curve(args.audio_model, {
-            "knee": KNEE, "gain": gain, "calibrated_on": f"real talking clip {args.on} "
+            "knee": KNEE, "gain": gain, "clip": args.on, "calibrated_on": f"real talking clip {args.on} "
             "(../shared/data/external, not in the repository)",
             "command": f"python -m tools.audio_model.calibrate --on {args.on} --write"})
         print(f"written: {args.audio_model} audio.open_curve")

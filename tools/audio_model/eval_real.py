@@ -98,7 +98,7 @@ def _curve_note(model, letters, results) -> list[str]:
     made = (model.sidecar.extra.get("recipe") or {}).get("open_curve") or {}
     on = str(made.get("calibrated_on", "not recorded"))
     checks = [f"{letter}: {res['open_share']['model']:.0%} vs {res['open_share']['real']:.0%}"
-              for letter, res in zip(letters, results) if not on.startswith(f"real talking clip {letter} ")]
+              for letter, res in zip(letters, results) if letter != made.get("clip")]
     return [f"`open` above {curve['knee']} stretched by {curve['gain']} (`audio.open_curve`), "
             f"calibrated on {on}: its share is fitted, not measured. Held out from the "
             f"calibration: {'; '.join(checks) or 'none'}.", ""]

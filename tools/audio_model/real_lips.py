@@ -26,7 +26,7 @@ import numpy as np
 from runtime import SAMPLE_RATE
 from runtime.speech.audio_model import AudioModel
 
-from .evaluate import energy_speech, frame_db
+from .evaluate import CLOSED, energy_speech, frame_db
 
 MAX_LAG = 3
 CLOSURE_REAL, CLOSURE_MODEL, CLOSURE_SLACK = 0.2, 0.15, 2
@@ -95,9 +95,9 @@ def evaluate_clip(model: AudioModel, video: Path, lips_json: Path, run_model) ->
     result["energy_baseline"] = {"lag0": round(lagged_r(energy, real["open"], speech, 0), 3),
                                  "best": r, "best_lag": lag}
     real_open = _scaled(real["open"], speech)
-    result["open_share"] = {"real": round(float((real_open[speech] >= 0.5).mean()), 3),
-                            "model": round(float((params[:frames][speech, 0] >= 0.5).mean()), 3)}
     model_open = params[:frames, 0]
+    result["open_share"] = {"real": round(float((real_open[speech] >= 0.5).mean()), 3),
+                            "model": round(float((model_open[speech] >= 0.5).mean()), 3)}
     result["quantiles"] = {"q": list(QUANTILES),
                            "real": [round(float(v), 3) for v in np.percentile(real_open[speech], QUANTILES)],
                            "model": [round(float(v), 3) for v in np.percentile(model_open[speech], QUANTILES)]}
@@ -108,7 +108,7 @@ def evaluate_clip(model: AudioModel, video: Path, lips_json: Path, run_model) ->
     if pause.any():
         result["pauses"].update(real_mean=round(float(real_open[pause].mean()), 3),
                                 model_mean=round(float(model_open[pause].mean()), 3),
-                                model_closed=round(float((model_open[pause] < 0.05).mean()), 3))
+                                model_closed=round(float((model_open[pause] < CLOSED).mean()), 3))
     result["series"] = {"model_open": model_open, "real_open": real_open,
                         "speech": speech, "audio": audio}
     return result
